@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.accounts.constants import Role
+from apps.accounts.models import Department, Team, slug_validator
+from apps.accounts.permissions import scope_of
+
+from .constants import (
+    INSTRUCTIONS_MAX,
+    NAME_MAX,
+    SLUG_MAX,
+    AgentStatus,
+    AutonomyLevel,
+    FailurePosture,
+    MemoryAccess,
+    MemoryClass,
+    RiskClass,
+)
+from .validators import (
+    validate_actions,
+    validate_environments,
+    validate_json_object,
+    validate_json_schema,
+    validate_string_list,
+    validate_tags,
+)
+
+READ = "view"
+CHANGE = "change"
+
+
+class DataClass(models.Model):
+    """A class of data (public … regulated); configurable by admins, ordered by sensitivity."""
+
+    slug = models.SlugField(max_length=40, unique=True, validators=[slug_validator])
+    name = models.CharField(max_length=60, unique=True)
+    description = models.CharField(max_length=300, blank=True)
+    sensitivity = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["sensitivity", "name"]
+        verbose_name_plural = "data classes"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def for_user(self, user: Any, action: str = READ) -> AgentQuerySet:
+        """The permission gate for agents. ``change``: admins, or the agent's owner."""
+        scope = scope_of(user)
+        if scope.is_admin:
+            return self.all()
+        if action == CHANGE:
+            return self.filter(owner_id=scope.user_id) if scope.has_any_role else self.none()
+        if scope.reads_everything:
+            return self.all()
+        if not scope.has_any_role:
+            return self.none()
+        return self.filter(
+            Q(owner_id=scope.user_id)
+            | Q(department_id__in=list(scope.department_roles))
+            | Q(team_id__in=list(scope.team_roles))
+        )
+
+
+class CatalogQuerySet(models.QuerySet):
+    """Tools and memory stores are an organisation-wide catalogue: every role reads it, so an
+    owner can grant a tool another department runs; only its owner or an admin changes it."""
+
+    def for_user(self, user: Any, action: str = READ) -> CatalogQuerySet:
+        scope = scope_of(user)
+        if scope.is_admin:
+            return self.all()
+        if not scope.has_any_role:
+            return self.none()
+        if action == CHANGE:
+            return self.filter(owner_id=scope.user_id)
+        return self.all()
+
+
+def can_create_agent(user: Any, *, department_id: int | None, team_id: int | None) -> bool:
+    return scope_of(user).covers(Role.OWNER, department_id=department_id, team_id=team_id)
+
+
+def can_create_catalog_entry(user: Any) -> bool:
+    scope = scope_of(user)
+    return scope.is_admin or scope.has_role(Role.OWNER)
+
+
+class Agent(models.Model):
+    """A registered agent: who owns it, what it is for, and the envelope it runs in."""
+
+    name = models.CharField(max_length=NAME_MAX)
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    mission = models.TextField(max_length=2000, help_text="What this agent is for, in a sentence or two.")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_agents",
+    )
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="agents")
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="agents"
+    )
+    business_process = models.CharField(max_length=200, blank=True)
+    model_family = models.CharField(max_length=100, blank=True)
+    default_model = models.CharField(max_length=100, blank=True)
+    providers = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    autonomy_level = models.PositiveSmallIntegerField(
+        choices=AutonomyLevel.choices, default=AutonomyLevel.L1
+    )
+    environments = models.JSONField(default=list, blank=True, validators=[validate_environments])
+    status = models.CharField(max_length=16, choices=AgentStatus.choices, default=AgentStatus.DRAFT)
+    failure_posture = models.CharField(
+        max_length=16, choices=FailurePosture.choices, default=FailurePosture.CLOSED
+    )
+    shutdown_action = models.CharField(
+        "shutdown safe-state action", max_length=500, blank=True,
+        help_text="What puts the work in a safe state when the agent is stopped.",
+    )
+    shutdown_contact = models.CharField(max_length=200, blank=True)
+    shutdown_notes = models.TextField(max_length=2000, blank=True)
+    rollback_action = models.CharField(
+        "rollback action", max_length=500, blank=True,
+        help_text="How to undo what the agent did, e.g. revert to the previous version.",
+    )
+    rollback_contact = models.CharField(max_length=200, blank=True)
+    rollback_notes = models.TextField(max_length=2000, blank=True)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    instructions = models.TextField(max_length=INSTRUCTIONS_MAX, blank=True)
+    knowledge_base_version = models.CharField(max_length=100, blank=True)
+    parameters = models.JSONField(default=dict, blank=True, validators=[validate_json_object])
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["department", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("registry:agent-detail", args=[self.slug])
+
+
+class Tool(models.Model):
+    """The tool boundary contract: what a tool does, what it must never do, and its shape."""
+
+    name = models.CharField(max_length=NAME_MAX)
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    description = models.TextField(max_length=2000)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="owned_tools",
+    )
+    risk_class = models.CharField(max_length=16, choices=RiskClass.choices, default=RiskClass.LOW)
+    actions = models.JSONField(
+        default=list, validators=[validate_actions],
+        help_text="The operations a grant can allow, e.g. read, update, close.",
+    )
+    capabilities = models.TextField("what it can do", max_length=2000, blank=True)
+    prohibitions = models.TextField("what it must never do", max_length=2000, blank=True)
+    input_schema = models.JSONField(default=dict, validators=[validate_json_schema])
+    output_schema = models.JSONField(default=dict, validators=[validate_json_schema])
+    data_classes = models.ManyToManyField(DataClass, blank=True, related_name="tools")
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    approval_required = models.BooleanField(
+        default=False, help_text="Every call waits for a person's approval."
+    )
+    reversible = models.BooleanField(default=True)
+    rollback_hint = models.CharField(max_length=500, blank=True)
+    audit_event = models.CharField(
+        max_length=100, blank=True, help_text="The event name the tool emits, e.g. crm.record.updated"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CatalogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_ungated_critical(self) -> bool:
+        return self.risk_class == RiskClass.CRITICAL and not self.approval_required
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("registry:tool-detail", args=[self.slug])
+
+
+class ToolGrant(models.Model):
+    """Agent × tool: which actions, in which environments, under which constraints, until when."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
+    tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="grants")
+    actions = models.JSONField(default=list, validators=[validate_actions])
+    environments = models.JSONField(default=list, validators=[validate_environments])
+    constraints = models.JSONField(default=dict, blank=True, validators=[validate_json_object])
+    expires_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tool__name"]
+        constraints = [models.UniqueConstraint(fields=["agent", "tool"], name="one_grant_per_tool")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} → {self.tool} ({', '.join(self.actions)})"
+
+
+class MemoryStore(models.Model):
+    """A place agents remember things, with the class that decides who may write to it."""
+
+    name = models.CharField(max_length=NAME_MAX)
+    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    description = models.TextField(max_length=2000, blank=True)
+    store_class = models.CharField(max_length=16, choices=MemoryClass.choices)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: kept for the run (working) or until deleted."
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="owned_memory_stores",
+    )
+    data_classes = models.ManyToManyField(DataClass, blank=True, related_name="memory_stores")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CatalogQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("registry:memory-detail", args=[self.slug])
+
+
+class MemoryBinding(models.Model):
+    """Which agent may read, or read and write, which memory store."""
+
+    store = models.ForeignKey(MemoryStore, on_delete=models.PROTECT, related_name="bindings")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="memory_bindings")
+    access = models.CharField(max_length=16, choices=MemoryAccess.choices, default=MemoryAccess.READ)
+
+    class Meta:
+        ordering = ["store__name"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "agent"], name="one_binding_per_store")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} · {self.store} ({self.access})"
+
+
+class AgentVersion(models.Model):
+    """An immutable snapshot of everything that changes an agent's behaviour.
+
+    A new version is written whenever that snapshot changes (model, instructions, grants,
+    memory bindings, knowledge base, parameters, autonomy, environments, failure posture);
+    rows are never updated. Runs will link to the version in force.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    snapshot = models.JSONField()
+    snapshot_hash = models.CharField(max_length=64)
+    instructions_hash = models.CharField(max_length=64)
+    change_summary = models.CharField(max_length=300, blank=True)
+    created_by_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "number"], name="version_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} v{self.number}"

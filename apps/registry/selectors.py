@@ -1,0 +1,200 @@
+"""Every registry read, scoped by the permission gate (``for_user``)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Case, Count, IntegerField, Max, Q, QuerySet, When
+from django.shortcuts import get_object_or_404
+
+from .constants import RISK_ORDER, AgentStatus, RiskClass
+from .models import READ, Agent, AgentVersion, MemoryStore, Tool
+
+_RISK_RANK = Case(
+    *[When(grants__tool__risk_class=risk, then=rank + 1) for rank, risk in enumerate(RISK_ORDER)],
+    default=0,
+    output_field=IntegerField(),
+)
+
+
+def risk_from_rank(rank: int | None) -> str | None:
+    return RISK_ORDER[rank - 1] if rank else None
+
+
+def agent_list(
+    *, user: Any, q: str = "", owner: str = "", department: str = "", status: str = "",
+    risk: str = "", environment: str = "", action: str = READ,
+) -> QuerySet[Agent]:  # fmt: skip
+    """Agents the user may see, filtered; each carries ``max_risk_rank`` and ``grant_count``."""
+    agents = Agent.objects.for_user(user, action).select_related("owner", "department", "team")
+    if q:
+        agents = agents.filter(
+            Q(name__icontains=q) | Q(slug__icontains=q) | Q(mission__icontains=q)
+            | Q(business_process__icontains=q)
+        )  # fmt: skip
+    if owner == "none":
+        agents = agents.filter(owner__isnull=True)
+    elif owner:
+        agents = agents.filter(owner__username=owner)
+    if department:
+        agents = agents.filter(department__slug=department)
+    if status:
+        agents = agents.filter(status=status)
+    if risk:
+        agents = agents.filter(grants__tool__risk_class=risk)
+    if environment:
+        # JSON containment is not portable to SQLite, so match the quoted name in the list.
+        agents = agents.filter(environments__icontains=f'"{environment}"')
+    return agents.annotate(max_risk_rank=Max(_RISK_RANK), grant_count=Count("grants", distinct=True)).order_by(
+        "name"
+    )
+
+
+def agent_get(*, user: Any, slug: str, action: str = READ) -> Agent:
+    """The agent, or 404 when it does not exist *or* the user may not see it."""
+    return get_object_or_404(
+        Agent.objects.for_user(user, action).select_related("owner", "department", "team"), slug=slug
+    )
+
+
+def agent_grants(agent: Agent) -> QuerySet[Any]:
+    return agent.grants.select_related("tool").order_by("tool__name")
+
+
+def agent_memory(agent: Agent) -> QuerySet[Any]:
+    return agent.memory_bindings.select_related("store").order_by("store__name")
+
+
+def agent_versions(agent: Agent) -> QuerySet[AgentVersion]:
+    return agent.versions.order_by("-number")
+
+
+def version_get(*, agent: Agent, number: int) -> AgentVersion:
+    return get_object_or_404(AgentVersion, agent=agent, number=number)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    older: AgentVersion
+    newer: AgentVersion
+    changes: list[FieldChange]
+    instructions_diff: list[str]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.changes and not self.instructions_diff
+
+
+def _keyed(entries: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
+    return {entry[key]: entry for entry in entries}
+
+
+def version_diff(*, older: AgentVersion, newer: AgentVersion) -> VersionDiff:
+    """What changed between two versions, field by field; grants and memory per entry;
+    instructions as a unified diff."""
+    a, b = older.snapshot, newer.snapshot
+    changes: list[FieldChange] = []
+    skip = {"instructions", "instructions_sha256", "tools", "memory"}
+    for field in sorted((set(a) | set(b)) - skip):
+        if a.get(field) != b.get(field):
+            changes.append(FieldChange(field, a.get(field), b.get(field)))
+    for field, key in (("tools", "tool"), ("memory", "store")):
+        old, new = _keyed(a.get(field, []), key), _keyed(b.get(field, []), key)
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                changes.append(FieldChange(f"{field}: {name}", old.get(name), new.get(name)))
+    instructions_diff = list(
+        difflib.unified_diff(
+            a.get("instructions", "").splitlines(),
+            b.get("instructions", "").splitlines(),
+            fromfile=f"v{older.number}",
+            tofile=f"v{newer.number}",
+            lineterm="",
+        )
+    )
+    return VersionDiff(older, newer, changes, instructions_diff)
+
+
+def tool_list(*, user: Any, q: str = "", risk: str = "", action: str = READ) -> QuerySet[Tool]:
+    tools = Tool.objects.for_user(user, action).select_related("owner").prefetch_related("data_classes")
+    if q:
+        tools = tools.filter(Q(name__icontains=q) | Q(slug__icontains=q) | Q(description__icontains=q))
+    if risk:
+        tools = tools.filter(risk_class=risk)
+    return tools.annotate(agent_count=Count("grants", distinct=True)).order_by("name")
+
+
+def tool_get(*, user: Any, slug: str, action: str = READ) -> Tool:
+    return get_object_or_404(Tool.objects.for_user(user, action).select_related("owner"), slug=slug)
+
+
+def tool_grants_visible(*, user: Any, tool: Tool) -> QuerySet[Any]:
+    """Grants of this tool to agents the user may see."""
+    return tool.grants.filter(agent__in=Agent.objects.for_user(user)).select_related("agent")
+
+
+def memory_store_list(*, user: Any, q: str = "", store_class: str = "") -> QuerySet[MemoryStore]:
+    stores = MemoryStore.objects.for_user(user).select_related("owner").prefetch_related("data_classes")
+    if q:
+        stores = stores.filter(Q(name__icontains=q) | Q(slug__icontains=q))
+    if store_class:
+        stores = stores.filter(store_class=store_class)
+    return stores.annotate(agent_count=Count("bindings", distinct=True)).order_by("name")
+
+
+def memory_store_get(*, user: Any, slug: str, action: str = READ) -> MemoryStore:
+    return get_object_or_404(MemoryStore.objects.for_user(user, action).select_related("owner"), slug=slug)
+
+
+def memory_store_bindings_visible(*, user: Any, store: MemoryStore) -> QuerySet[Any]:
+    return store.bindings.filter(agent__in=Agent.objects.for_user(user)).select_related("agent")
+
+
+@dataclass(frozen=True)
+class HomeSummary:
+    agent_counts: dict[str, int]
+    active_agents: list[Agent]
+    unowned_agents: list[Agent]
+    ungated_critical_grants: list[Any]
+    tool_count: int
+    critical_tool_count: int
+
+
+def home_summary(*, user: Any) -> HomeSummary:
+    """The at-a-glance answers: what runs, who owns it, what it can touch, what is unsafe."""
+    agents = Agent.objects.for_user(user)
+    counts = {s: 0 for s in AgentStatus.values}
+    for row in agents.values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    active = list(
+        agent_list(user=user, status=AgentStatus.ACTIVE)[:50]
+    )
+    unowned = list(agents.filter(owner__isnull=True).exclude(status=AgentStatus.RETIRED)[:50])
+    from .models import ToolGrant
+
+    ungated = list(
+        ToolGrant.objects.filter(
+            agent__in=agents, tool__risk_class=RiskClass.CRITICAL, tool__approval_required=False
+        )
+        .exclude(agent__status=AgentStatus.RETIRED)
+        .select_related("agent", "tool")
+        .order_by("agent__name", "tool__name")[:50]
+    )
+    tools = Tool.objects.for_user(user)
+    return HomeSummary(
+        agent_counts=counts,
+        active_agents=active,
+        unowned_agents=unowned,
+        ungated_critical_grants=ungated,
+        tool_count=tools.count(),
+        critical_tool_count=tools.filter(risk_class=RiskClass.CRITICAL).count(),
+    )

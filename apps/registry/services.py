@@ -1,0 +1,452 @@
+"""Every registry write. Each checks the actor, validates, writes, versions and audits in one
+transaction; forms, the API, manifests and the admin all come through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Model
+
+from apps.accounts.models import User
+from apps.accounts.permissions import scope_of
+from apps.audit.services import Actor, audit_record
+from apps.common.errors import ApplicationError, NotPermitted
+
+from .constants import MemoryAccess, MemoryClass
+from .models import (
+    CHANGE,
+    Agent,
+    AgentVersion,
+    DataClass,
+    MemoryBinding,
+    MemoryStore,
+    Tool,
+    ToolGrant,
+    can_create_agent,
+    can_create_catalog_entry,
+)
+from .snapshots import agent_spec, behaviour_snapshot, canonical_json, memory_store_spec, sha256_text, tool_spec
+
+AGENT_FIELDS = (
+    "name", "slug", "mission", "owner", "department", "team", "business_process",
+    "model_family", "default_model", "providers", "autonomy_level", "environments", "status",
+    "failure_posture", "shutdown_action", "shutdown_contact", "shutdown_notes",
+    "rollback_action", "rollback_contact", "rollback_notes", "tags", "instructions",
+    "knowledge_base_version", "parameters",
+)  # fmt: skip
+TOOL_FIELDS = (
+    "name", "slug", "description", "owner", "risk_class", "actions", "capabilities",
+    "prohibitions", "input_schema", "output_schema", "rate_limit_per_minute",
+    "approval_required", "reversible", "rollback_hint", "audit_event",
+)  # fmt: skip
+MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_days", "owner")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _assign(instance: Model, data: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    allowed = set(allowed)
+    unknown = sorted(set(data) - allowed - {"data_classes"})
+    if unknown:
+        raise ApplicationError(
+            f"Unknown field(s): {', '.join(unknown)}.", details={k: ["Unknown field."] for k in unknown}
+        )
+    for key, value in data.items():
+        if key in allowed:
+            setattr(instance, key, value)
+
+
+def _full_clean(instance: Model, *, exclude: list[str] | None = None) -> None:
+    """Run the model's field validators and map them to one ApplicationError."""
+    try:
+        instance.full_clean(exclude=exclude)
+    except ValidationError as exc:
+        details = exc.message_dict
+        field, messages = next(iter(details.items()))
+        label = "" if field == "__all__" else f"{field}: "
+        raise ApplicationError(f"{label}{messages[0]}", details=details) from exc
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise NotPermitted(message)
+
+
+def _check_owner_choice(actor: User, owner: User | None) -> None:
+    """Only admins name someone else as owner; everyone else owns what they register."""
+    if owner is not None and owner.pk != actor.pk and not scope_of(actor).is_admin:
+        raise ApplicationError(
+            "Only an admin can make someone else the owner.",
+            details={"owner": ["Leave yourself as owner, or ask an admin to transfer it."]},
+        )
+
+
+def _save_new(instance: Model) -> None:
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise ApplicationError(
+            "That slug is already taken.", details={"slug": ["That slug is already taken."]}
+        ) from exc
+
+
+# --- agents ----------------------------------------------------------------------------------
+
+
+def _check_team(agent: Agent) -> None:
+    if agent.team_id and agent.team.department_id != agent.department_id:
+        raise ApplicationError(
+            f"Team {agent.team.name!r} is not in department {agent.department.name!r}.",
+            details={"team": ["Pick a team of the agent's department."]},
+        )
+
+
+def _check_agent_rules(agent: Agent) -> None:
+    _check_team(agent)
+    if agent.pk:
+        stranded = [
+            f"{g.tool.slug} ({env})"
+            for g in agent.grants.select_related("tool")
+            for env in g.environments
+            if env not in agent.environments
+        ]
+        if stranded:
+            raise ApplicationError(
+                "Tool grants still use environments the agent would no longer run in: "
+                + ", ".join(stranded) + ". Narrow those grants first.",
+                details={"environments": ["Still used by grants: " + ", ".join(stranded)]},
+            )
+
+
+def record_version(*, agent: Agent, actor: Actor, summary: str = "") -> AgentVersion | None:
+    """Write a new AgentVersion if what drives behaviour changed since the last one."""
+    snapshot = behaviour_snapshot(agent)
+    digest = sha256_text(canonical_json(snapshot))
+    latest = agent.versions.order_by("-number").first()
+    if latest is not None and latest.snapshot_hash == digest:
+        return None
+    version = AgentVersion.objects.create(
+        agent=agent,
+        number=(latest.number + 1) if latest else 1,
+        snapshot=snapshot,
+        snapshot_hash=digest,
+        instructions_hash=snapshot["instructions_sha256"],
+        change_summary=summary[:300],
+        created_by_name=actor.name,
+    )
+    audit_record(
+        actor=actor, action="registry.agent_version.created", target_type="agent",
+        target_id=agent.pk, target_repr=agent.slug, after={"number": version.number},
+        message=summary,
+    )  # fmt: skip
+    return version
+
+
+@transaction.atomic
+def agent_create(*, actor: User, data: Mapping[str, Any]) -> Agent:
+    agent = Agent()
+    _assign(agent, data, AGENT_FIELDS)
+    if "owner" not in data:
+        agent.owner = actor
+    _require(
+        can_create_agent(actor, department_id=agent.department_id, team_id=agent.team_id),
+        "You can register agents only where you hold the owner role.",
+    )
+    _check_owner_choice(actor, agent.owner)
+    _full_clean(agent)
+    _check_agent_rules(agent)
+    _save_new(agent)
+    audit = Actor.user(actor)
+    audit_record(
+        actor=audit, action="registry.agent.created", target_type="agent", target_id=agent.pk,
+        target_repr=agent.slug, after=agent_spec(agent),
+    )  # fmt: skip
+    record_version(agent=agent, actor=audit, summary="Registered")
+    return agent
+
+
+def _check_can_change_agent(actor: User, agent: Agent) -> None:
+    _require(
+        Agent.objects.for_user(actor, CHANGE).filter(pk=agent.pk).exists(),
+        "Only the agent's owner or an admin can change it.",
+    )
+
+
+@transaction.atomic
+def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary: str = "") -> Agent:
+    _check_can_change_agent(actor, agent)
+    before = agent_spec(agent)
+    if "owner" in data and data["owner"] != agent.owner:
+        _check_owner_choice(actor, data["owner"])
+    _assign(agent, data, AGENT_FIELDS)
+    _full_clean(agent, exclude=["slug"] if "slug" not in data else None)
+    _check_agent_rules(agent)
+    try:
+        with transaction.atomic():
+            agent.save()
+    except IntegrityError as exc:
+        raise ApplicationError("That slug is already taken.", details={"slug": ["Taken."]}) from exc
+    after = agent_spec(agent)
+    if after != before:
+        audit = Actor.user(actor)
+        audit_record(
+            actor=audit, action="registry.agent.updated", target_type="agent", target_id=agent.pk,
+            target_repr=agent.slug, before=before, after=after,
+        )  # fmt: skip
+        record_version(agent=agent, actor=audit, summary=summary or "Edited")
+    return agent
+
+
+def _validate_grant(agent: Agent, grant: ToolGrant) -> None:
+    _full_clean(grant, exclude=["agent", "tool"])
+    extra_actions = [a for a in grant.actions if a not in grant.tool.actions]
+    if extra_actions:
+        raise ApplicationError(
+            f"Tool {grant.tool.slug!r} has no action(s) {', '.join(extra_actions)}; "
+            f"it offers {', '.join(grant.tool.actions)}.",
+            details={"actions": [f"Choose from {', '.join(grant.tool.actions)}."]},
+        )
+    if not grant.environments:
+        raise ApplicationError(
+            "Grant the tool in at least one environment.",
+            details={"environments": ["Choose at least one environment."]},
+        )
+    outside = [e for e in grant.environments if e not in agent.environments]
+    if outside:
+        raise ApplicationError(
+            f"Agent {agent.slug!r} may not run in {', '.join(outside)}; it runs in "
+            f"{', '.join(agent.environments) or 'no environment yet'}. Add the environment to "
+            "the agent first.",
+            details={"environments": [f"The agent may not run in {', '.join(outside)}."]},
+        )
+
+
+def _set_grant(
+    agent: Agent, tool: Tool, *, actions: list[str], environments: list[str],
+    constraints: dict[str, Any] | None, expires_at: datetime | None,
+) -> ToolGrant:  # fmt: skip
+    grant = ToolGrant.objects.filter(agent=agent, tool=tool).first() or ToolGrant(agent=agent, tool=tool)
+    grant.actions = actions
+    grant.environments = environments
+    grant.constraints = constraints or {}
+    grant.expires_at = expires_at
+    _validate_grant(agent, grant)
+    grant.save()
+    return grant
+
+
+@transaction.atomic
+def grant_set(
+    *, actor: User, agent: Agent, tool: Tool, actions: list[str], environments: list[str],
+    constraints: dict[str, Any] | None = None, expires_at: datetime | None = None,
+) -> ToolGrant:  # fmt: skip
+    """Grant a tool to an agent, or change an existing grant."""
+    _check_can_change_agent(actor, agent)
+    before = agent_spec(agent)
+    grant = _set_grant(
+        agent, tool, actions=actions, environments=environments,
+        constraints=constraints, expires_at=expires_at,
+    )  # fmt: skip
+    _audit_agent_change(actor, agent, before, f"Granted {tool.slug}: {', '.join(actions)}")
+    return grant
+
+
+@transaction.atomic
+def grant_remove(*, actor: User, grant: ToolGrant) -> None:
+    agent = grant.agent
+    _check_can_change_agent(actor, agent)
+    before = agent_spec(agent)
+    slug = grant.tool.slug
+    grant.delete()
+    _audit_agent_change(actor, agent, before, f"Revoked {slug}")
+
+
+def _set_binding(agent: Agent, store: MemoryStore, access: str) -> MemoryBinding:
+    if access not in MemoryAccess.values:
+        raise ApplicationError(
+            f"Access must be one of {', '.join(MemoryAccess.values)}.", details={"access": ["Invalid."]}
+        )
+    if store.store_class == MemoryClass.FORBIDDEN and access != MemoryAccess.READ:
+        raise ApplicationError(
+            f"{store.name!r} is a forbidden store: agents may never write to it.",
+            details={"access": ["A forbidden store can only be bound read-only."]},
+        )
+    binding = MemoryBinding.objects.filter(agent=agent, store=store).first() or MemoryBinding(
+        agent=agent, store=store
+    )
+    binding.access = access
+    binding.save()
+    return binding
+
+
+@transaction.atomic
+def memory_binding_set(*, actor: User, agent: Agent, store: MemoryStore, access: str) -> MemoryBinding:
+    _check_can_change_agent(actor, agent)
+    before = agent_spec(agent)
+    binding = _set_binding(agent, store, access)
+    _audit_agent_change(actor, agent, before, f"Memory {store.slug}: {access}")
+    return binding
+
+
+@transaction.atomic
+def memory_binding_remove(*, actor: User, binding: MemoryBinding) -> None:
+    agent = binding.agent
+    _check_can_change_agent(actor, agent)
+    before = agent_spec(agent)
+    slug = binding.store.slug
+    binding.delete()
+    _audit_agent_change(actor, agent, before, f"Unbound memory {slug}")
+
+
+def _audit_agent_change(actor: User, agent: Agent, before: dict[str, Any], summary: str) -> None:
+    after = agent_spec(agent)
+    if after == before:
+        return
+    audit = Actor.user(actor)
+    audit_record(
+        actor=audit, action="registry.agent.updated", target_type="agent", target_id=agent.pk,
+        target_repr=agent.slug, before=before, after=after, message=summary,
+    )  # fmt: skip
+    record_version(agent=agent, actor=audit, summary=summary)
+
+
+@transaction.atomic
+def agent_apply(
+    *, actor: User, agent: Agent | None, data: Mapping[str, Any],
+    grants: list[dict[str, Any]], memory: list[dict[str, Any]],
+) -> Agent:  # fmt: skip
+    """Make an agent exactly as declared (a manifest): fields, the full set of grants and of
+    memory bindings, then one version for the whole change."""
+    if agent is None:
+        agent = Agent()
+        _assign(agent, data, AGENT_FIELDS)
+        _require(
+            can_create_agent(actor, department_id=agent.department_id, team_id=agent.team_id),
+            f"{agent.slug}: you can register agents only where you hold the owner role.",
+        )
+        _check_owner_choice(actor, agent.owner)
+        before: dict[str, Any] | None = None
+    else:
+        _check_can_change_agent(actor, agent)
+        before = agent_spec(agent)
+        if data.get("owner") != agent.owner:
+            _check_owner_choice(actor, data.get("owner"))
+        _assign(agent, data, AGENT_FIELDS)
+    _full_clean(agent, exclude=["slug"] if before is not None else None)
+    _check_team(agent)  # grants are replaced below, so only the team needs checking here
+    _save_new(agent) if before is None else agent.save()
+
+    wanted_tools = {g["tool"].pk for g in grants}
+    agent.grants.exclude(tool_id__in=wanted_tools).delete()
+    for g in grants:
+        _set_grant(
+            agent, g["tool"], actions=g["actions"], environments=g["environments"],
+            constraints=g.get("constraints"), expires_at=g.get("expires_at"),
+        )  # fmt: skip
+    wanted_stores = {m["store"].pk for m in memory}
+    agent.memory_bindings.exclude(store_id__in=wanted_stores).delete()
+    for m in memory:
+        _set_binding(agent, m["store"], m["access"])
+
+    after = agent_spec(agent)
+    if after != before:
+        audit = Actor.user(actor)
+        audit_record(
+            actor=audit, action="registry.agent.created" if before is None else "registry.agent.updated",
+            target_type="agent", target_id=agent.pk, target_repr=agent.slug,
+            before=before, after=after, message="Applied from a manifest",
+        )  # fmt: skip
+        record_version(agent=agent, actor=audit, summary="Applied from a manifest")
+    return agent
+
+
+# --- tools and memory stores -----------------------------------------------------------------
+
+
+def _catalog_write(
+    *, actor: User, instance: Tool | MemoryStore, data: Mapping[str, Any],
+    fields: tuple[str, ...], kind: str, spec: Any,
+) -> Any:  # fmt: skip
+    """Create or update a tool or memory store (they share their permission and audit rules)."""
+    creating = instance.pk is None
+    model = type(instance)
+    if creating:
+        _require(can_create_catalog_entry(actor), f"Only owners and admins can register a {kind}.")
+        before = None
+    else:
+        _require(
+            model.objects.for_user(actor, CHANGE).filter(pk=instance.pk).exists(),
+            f"Only the {kind}'s owner or an admin can change it.",
+        )
+        before = spec(instance)
+    if creating and "owner" not in data:
+        instance.owner = actor
+    if "owner" in data and data["owner"] != instance.owner:
+        _check_owner_choice(actor, data["owner"])
+    _assign(instance, data, fields)
+    _full_clean(instance, exclude=["slug"] if not creating and "slug" not in data else None)
+    _save_new(instance) if creating else instance.save()
+    if "data_classes" in data:
+        instance.data_classes.set(_data_classes(data["data_classes"]))
+    after = spec(instance)
+    if after != before:
+        audit_record(
+            actor=Actor.user(actor),
+            action=f"registry.{kind.replace(' ', '_')}.{'created' if creating else 'updated'}",
+            target_type=kind.replace(" ", "_"), target_id=instance.pk, target_repr=instance.slug,
+            before=before, after=after,
+        )  # fmt: skip
+    return instance
+
+
+def _data_classes(values: Iterable[Any]) -> list[DataClass]:
+    values = list(values)
+    if all(isinstance(v, DataClass) for v in values):
+        return values
+    known = {dc.slug: dc for dc in DataClass.objects.all()}
+    unknown = [str(v) for v in values if v not in known]
+    if unknown:
+        raise ApplicationError(
+            f"Unknown data class(es): {', '.join(unknown)}. Known: {', '.join(known)}.",
+            details={"data_classes": ["Unknown: " + ", ".join(unknown)]},
+        )
+    return [known[v] for v in values]
+
+
+@transaction.atomic
+def tool_create(*, actor: User, data: Mapping[str, Any]) -> Tool:
+    return _catalog_write(actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec)
+
+
+@transaction.atomic
+def tool_update(*, actor: User, tool: Tool, data: Mapping[str, Any]) -> Tool:
+    return _catalog_write(actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec)
+
+
+@transaction.atomic
+def memory_store_create(*, actor: User, data: Mapping[str, Any]) -> MemoryStore:
+    return _catalog_write(
+        actor=actor, instance=MemoryStore(), data=data, fields=MEMORY_STORE_FIELDS,
+        kind="memory store", spec=memory_store_spec,
+    )  # fmt: skip
+
+
+@transaction.atomic
+def memory_store_update(*, actor: User, store: MemoryStore, data: Mapping[str, Any]) -> MemoryStore:
+    if data.get("store_class") == MemoryClass.FORBIDDEN and store.bindings.filter(
+        access=MemoryAccess.READ_WRITE
+    ).exists():
+        raise ApplicationError(
+            "Agents still write to this store; make their bindings read-only before forbidding it.",
+            details={"store_class": ["Writers are still bound."]},
+        )
+    return _catalog_write(
+        actor=actor, instance=store, data=data, fields=MEMORY_STORE_FIELDS,
+        kind="memory store", spec=memory_store_spec,
+    )  # fmt: skip

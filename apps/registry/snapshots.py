@@ -1,0 +1,123 @@
+"""Registry objects as plain data: the manifest ``spec`` (also the audit before/after) and the
+behaviour snapshot an AgentVersion freezes. One representation, used everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .models import Agent, MemoryStore, Tool
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def grant_specs(agent: Agent) -> list[dict[str, Any]]:
+    return [
+        {
+            "tool": grant.tool.slug,
+            "actions": list(grant.actions),
+            "environments": list(grant.environments),
+            "constraints": dict(grant.constraints),
+            "expires_at": _iso(grant.expires_at),
+        }
+        for grant in sorted(agent.grants.select_related("tool"), key=lambda g: g.tool.slug)
+    ]
+
+
+def memory_specs(agent: Agent) -> list[dict[str, Any]]:
+    return [
+        {"store": binding.store.slug, "access": binding.access}
+        for binding in sorted(agent.memory_bindings.select_related("store"), key=lambda b: b.store.slug)
+    ]
+
+
+def agent_spec(agent: Agent) -> dict[str, Any]:
+    """The agent as its manifest states it (key order is the manifest's order)."""
+    return {
+        "mission": agent.mission,
+        "owner": agent.owner.get_username() if agent.owner else None,
+        "department": agent.department.slug,
+        "team": agent.team.slug if agent.team else None,
+        "business_process": agent.business_process,
+        "status": agent.status,
+        "autonomy_level": agent.autonomy_level,
+        "environments": list(agent.environments),
+        "model_family": agent.model_family,
+        "default_model": agent.default_model,
+        "providers": list(agent.providers),
+        "failure_posture": agent.failure_posture,
+        "shutdown": {
+            "action": agent.shutdown_action,
+            "contact": agent.shutdown_contact,
+            "notes": agent.shutdown_notes,
+        },
+        "rollback": {
+            "action": agent.rollback_action,
+            "contact": agent.rollback_contact,
+            "notes": agent.rollback_notes,
+        },
+        "tags": list(agent.tags),
+        "knowledge_base_version": agent.knowledge_base_version,
+        "parameters": dict(agent.parameters),
+        "instructions": agent.instructions,
+        "tools": grant_specs(agent),
+        "memory": memory_specs(agent),
+    }
+
+
+def tool_spec(tool: Tool) -> dict[str, Any]:
+    return {
+        "description": tool.description,
+        "owner": tool.owner.get_username() if tool.owner else None,
+        "risk_class": tool.risk_class,
+        "actions": list(tool.actions),
+        "capabilities": tool.capabilities,
+        "prohibitions": tool.prohibitions,
+        "data_classes": sorted(dc.slug for dc in tool.data_classes.all()),
+        "rate_limit_per_minute": tool.rate_limit_per_minute,
+        "approval_required": tool.approval_required,
+        "reversible": tool.reversible,
+        "rollback_hint": tool.rollback_hint,
+        "audit_event": tool.audit_event,
+        "input_schema": tool.input_schema,
+        "output_schema": tool.output_schema,
+    }
+
+
+def memory_store_spec(store: MemoryStore) -> dict[str, Any]:
+    return {
+        "description": store.description,
+        "owner": store.owner.get_username() if store.owner else None,
+        "store_class": store.store_class,
+        "retention_days": store.retention_days,
+        "data_classes": sorted(dc.slug for dc in store.data_classes.all()),
+    }
+
+
+def behaviour_snapshot(agent: Agent) -> dict[str, Any]:
+    """What an AgentVersion freezes: everything that changes how the agent behaves."""
+    return {
+        "model_family": agent.model_family,
+        "default_model": agent.default_model,
+        "providers": list(agent.providers),
+        "autonomy_level": agent.autonomy_level,
+        "failure_posture": agent.failure_posture,
+        "environments": list(agent.environments),
+        "knowledge_base_version": agent.knowledge_base_version,
+        "parameters": dict(agent.parameters),
+        "instructions": agent.instructions,
+        "instructions_sha256": sha256_text(agent.instructions),
+        "tools": grant_specs(agent),
+        "memory": memory_specs(agent),
+    }

@@ -1,0 +1,94 @@
+"""Field validators shared by forms, the API and manifests (they all run ``full_clean``)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from .constants import (
+    ENVIRONMENT_ORDER,
+    JSON_FIELD_MAX_BYTES,
+    SCHEMA_MAX_BYTES,
+    TAG_MAX,
+    TAGS_MAX_COUNT,
+    TOOL_ACTIONS_MAX,
+)
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9:._-]*$")
+_ACTION = re.compile(r"^[a-z][a-z0-9_.-]{0,39}$")
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def validate_json_schema(value: Any) -> None:
+    """A JSON Schema (2020-12) object; errors say where in the schema the problem is."""
+    if not isinstance(value, dict):
+        raise ValidationError("A JSON Schema must be an object, e.g. {\"type\": \"object\"}.")
+    if _size(value) > SCHEMA_MAX_BYTES:
+        raise ValidationError(f"The schema is larger than {SCHEMA_MAX_BYTES // 1024} KiB.")
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        raise ValidationError(f"Invalid JSON Schema at {where}: {exc.message}") from exc
+
+
+def validate_environments(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Environments must be a list of names.")
+    unknown = [v for v in value if v not in ENVIRONMENT_ORDER]
+    if unknown:
+        raise ValidationError(
+            f"Unknown environment(s): {', '.join(unknown)}. Use {', '.join(ENVIRONMENT_ORDER)}."
+        )
+    if len(set(value)) != len(value):
+        raise ValidationError("Each environment may be listed once.")
+
+
+def validate_tags(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Tags must be a list of words.")
+    if len(value) > TAGS_MAX_COUNT:
+        raise ValidationError(f"At most {TAGS_MAX_COUNT} tags.")
+    for tag in value:
+        if len(tag) > TAG_MAX or not _TAG.match(tag):
+            raise ValidationError(
+                f"Tag {tag[:50]!r} is not valid: lowercase letters, digits and :._- "
+                f"up to {TAG_MAX} characters."
+            )
+
+
+def validate_string_list(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 60 for v in value):
+        raise ValidationError("Must be a list of short names (1-60 characters each).")
+    if len(value) > 10:
+        raise ValidationError("At most 10 entries.")
+
+
+def validate_actions(value: Any) -> None:
+    if not isinstance(value, list) or not value:
+        raise ValidationError("List at least one action, e.g. [\"read\", \"update\"].")
+    if len(value) > TOOL_ACTIONS_MAX:
+        raise ValidationError(f"At most {TOOL_ACTIONS_MAX} actions.")
+    for action in value:
+        if not isinstance(action, str) or not _ACTION.match(action):
+            raise ValidationError(
+                f"Action {str(action)[:50]!r} is not valid: start with a letter; letters, "
+                "digits and ._- up to 40 characters."
+            )
+    if len(set(value)) != len(value):
+        raise ValidationError("Each action may be listed once.")
+
+
+def validate_json_object(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("Must be a JSON object (key: value pairs).")
+    if _size(value) > JSON_FIELD_MAX_BYTES:
+        raise ValidationError(f"Larger than {JSON_FIELD_MAX_BYTES // 1024} KiB.")

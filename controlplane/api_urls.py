@@ -1,0 +1,8 @@
+"""The REST API, version 1: each app mounts its own ``api/urls.py``."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("apps.accounts.api.urls")),
+    path("", include("apps.registry.api.urls")),
+]

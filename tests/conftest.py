@@ -1,0 +1,44 @@
+"""Personas (owner, other owner, approver, finance, admin, auditor, outsider) in two departments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from apps.accounts.models import Department, Team, User
+
+from .factories import make_department, make_team, make_user
+
+
+@dataclass
+class Org:
+    claims: Department
+    claims_ops: Team
+    payments: Department
+    owner: User  # owner in claims
+    other_owner: User  # owner in payments
+    approver: User  # approver in claims
+    finance: User  # finance, organisation-wide
+    admin: User
+    auditor: User  # auditor, organisation-wide
+    outsider: User  # no role at all
+
+
+@pytest.fixture
+def org(db: None) -> Org:
+    claims = make_department("claims", name="Claims")
+    claims_ops = make_team(claims, "claims-ops", name="Claims Ops")
+    payments = make_department("payments", name="Payments")
+    return Org(
+        claims=claims,
+        claims_ops=claims_ops,
+        payments=payments,
+        owner=make_user("alice", ("owner", claims)),
+        other_owner=make_user("bob", ("owner", payments)),
+        approver=make_user("carol", ("approver", claims)),
+        finance=make_user("fiona", ("finance", None)),
+        admin=make_user("ada", ("admin", None)),
+        auditor=make_user("audrey", ("auditor", None)),
+        outsider=make_user("oscar"),
+    )
