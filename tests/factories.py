@@ -24,7 +24,9 @@ def make_department(slug: str = "", **extra: Any) -> Department:
 def make_team(department: Department, slug: str = "", **extra: Any) -> Team:
     n = next(_seq)
     slug = slug or f"team-{n}"
-    return Team.objects.create(department=department, slug=slug, name=extra.pop("name", slug.title()))
+    return Team.objects.create(
+        department=department, slug=slug, name=extra.pop("name", slug.title())
+    )
 
 
 def make_user(username: str, *roles: tuple[str, Department | Team | None], **extra: Any) -> User:
@@ -32,10 +34,12 @@ def make_user(username: str, *roles: tuple[str, Department | Team | None], **ext
     user = User.objects.create_user(username=username, password=PASSWORD, **extra)
     for role, scope in roles:
         role_assign(
-            actor=None, user=user, role=role,
+            actor=None,
+            user=user,
+            role=role,
             department=scope if isinstance(scope, Department) else None,
             team=scope if isinstance(scope, Team) else None,
-        )  # fmt: skip
+        )
     return user
 
 

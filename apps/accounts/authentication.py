@@ -39,7 +39,10 @@ class PersonalTokenAuthentication(authentication.BaseAuthentication):
         )
         if token is None or not digest_matches(plaintext, token.digest) or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked token.")
-        if not token.last_used_at or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS:
+        if (
+            not token.last_used_at
+            or (now - token.last_used_at).total_seconds() > LAST_USED_RESOLUTION_SECONDS
+        ):
             PersonalToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 

@@ -20,9 +20,13 @@ MAX_ACTIVE_TOKENS = 20
 
 @transaction.atomic
 def role_assign(
-    *, actor: User | None, user: User, role: str,
-    department: Department | None = None, team: Team | None = None,
-) -> RoleAssignment:  # fmt: skip
+    *,
+    actor: User | None,
+    user: User,
+    role: str,
+    department: Department | None = None,
+    team: Team | None = None,
+) -> RoleAssignment:
     """Give a user a role. ``actor=None`` is Tether itself (demo loading, first setup)."""
     if actor is not None and not scope_of(actor).is_admin:
         raise NotPermitted("Only admins assign roles.")
@@ -32,10 +36,17 @@ def role_assign(
         user=user, role=role, department=department, team=team
     )
     audit_record(
-        actor=Actor.user(actor) if actor else Actor.system(), action="accounts.role.assigned",
-        target_type="user", target_id=user.pk, target_repr=user.get_username(),
-        after={"role": role, "department": department and department.slug, "team": team and team.slug},
-    )  # fmt: skip
+        actor=Actor.user(actor) if actor else Actor.system(),
+        action="accounts.role.assigned",
+        target_type="user",
+        target_id=user.pk,
+        target_repr=user.get_username(),
+        after={
+            "role": role,
+            "department": department and department.slug,
+            "team": team and team.slug,
+        },
+    )
     forget_scope(user)
     return assignment
 
@@ -47,19 +58,29 @@ def token_create(
     """Issue a personal API token; the plaintext is returned once and never stored."""
     name = name.strip()
     if not name or len(name) > 100:
-        raise ApplicationError("Give the token a name of 1-100 characters.", details={"name": ["Required."]})
+        raise ApplicationError(
+            "Give the token a name of 1-100 characters.", details={"name": ["Required."]}
+        )
     if expires_at is not None and expires_at <= timezone.now():
-        raise ApplicationError("The expiry must be in the future.", details={"expires_at": ["In the past."]})
+        raise ApplicationError(
+            "The expiry must be in the future.", details={"expires_at": ["In the past."]}
+        )
     if user.api_tokens.filter(revoked_at__isnull=True).count() >= MAX_ACTIVE_TOKENS:
-        raise ApplicationError(f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one first.")
+        raise ApplicationError(
+            f"You already have {MAX_ACTIVE_TOKENS} active tokens; revoke one first."
+        )
     issued = issue_token(TOKEN_KIND)
     token = PersonalToken.objects.create(
         user=user, name=name, lookup=issued.lookup, digest=issued.digest, expires_at=expires_at
     )
     audit_record(
-        actor=Actor.user(user), action="accounts.token.created", target_type="personal_token",
-        target_id=token.pk, target_repr=str(token), after={"name": name},
-    )  # fmt: skip
+        actor=Actor.user(user),
+        action="accounts.token.created",
+        target_type="personal_token",
+        target_id=token.pk,
+        target_repr=str(token),
+        after={"name": name},
+    )
     return token, issued
 
 
@@ -71,6 +92,9 @@ def token_revoke(*, actor: User, token: PersonalToken) -> None:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
         audit_record(
-            actor=Actor.user(actor), action="accounts.token.revoked", target_type="personal_token",
-            target_id=token.pk, target_repr=str(token),
-        )  # fmt: skip
+            actor=Actor.user(actor),
+            action="accounts.token.revoked",
+            target_type="personal_token",
+            target_id=token.pk,
+            target_repr=str(token),
+        )

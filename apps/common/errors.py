@@ -21,7 +21,7 @@ class ApplicationError(Exception):
     """A business rule said no. ``details`` maps field names to lists of messages."""
 
     code = "invalid"
-    http_status = status.HTTP_400_BAD_REQUEST
+    http_status: int = status.HTTP_400_BAD_REQUEST
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None, code: str = ""):
         super().__init__(message)
@@ -65,9 +65,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
-        details = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        errors = (
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
         return Response(
-            error_body("invalid", _first_message(details), details), status=status.HTTP_400_BAD_REQUEST
+            error_body("invalid", _first_message(errors), errors),
+            status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
@@ -77,12 +80,12 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     response = exception_handler(exc, context)
     if response is None:
         return None
+    details: Any = {}
     if isinstance(exc, drf_exceptions.ValidationError):
         code, details = "invalid", exc.detail
         message = _first_message(details)
     else:
         code = getattr(exc, "default_code", "error")
-        details = {}
         message = str(getattr(exc, "detail", exc))
     response.data = error_body(code, message, details)
     return response

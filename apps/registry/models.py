@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -69,11 +69,14 @@ class AgentQuerySet(models.QuerySet["Agent"]):
         )
 
 
-class CatalogQuerySet(models.QuerySet):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class CatalogQuerySet(models.QuerySet[_M]):
     """Tools and memory stores are an organisation-wide catalogue: every role reads it, so an
     owner can grant a tool another department runs; only its owner or an admin changes it."""
 
-    def for_user(self, user: Any, action: str = READ) -> CatalogQuerySet:
+    def for_user(self, user: Any, action: str = READ) -> CatalogQuerySet[_M]:
         scope = scope_of(user)
         if scope.is_admin:
             return self.all()
@@ -98,7 +101,9 @@ class Agent(models.Model):
 
     name = models.CharField(max_length=NAME_MAX)
     slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
-    mission = models.TextField(max_length=2000, help_text="What this agent is for, in a sentence or two.")
+    mission = models.TextField(
+        max_length=2000, help_text="What this agent is for, in a sentence or two."
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -123,13 +128,17 @@ class Agent(models.Model):
         max_length=16, choices=FailurePosture.choices, default=FailurePosture.CLOSED
     )
     shutdown_action = models.CharField(
-        "shutdown safe-state action", max_length=500, blank=True,
+        "shutdown safe-state action",
+        max_length=500,
+        blank=True,
         help_text="What puts the work in a safe state when the agent is stopped.",
     )
     shutdown_contact = models.CharField(max_length=200, blank=True)
     shutdown_notes = models.TextField(max_length=2000, blank=True)
     rollback_action = models.CharField(
-        "rollback action", max_length=500, blank=True,
+        "rollback action",
+        max_length=500,
+        blank=True,
         help_text="How to undo what the agent did, e.g. revert to the previous version.",
     )
     rollback_contact = models.CharField(max_length=200, blank=True)
@@ -163,12 +172,16 @@ class Tool(models.Model):
     slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
     description = models.TextField(max_length=2000)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="owned_tools",
     )
     risk_class = models.CharField(max_length=16, choices=RiskClass.choices, default=RiskClass.LOW)
     actions = models.JSONField(
-        default=list, validators=[validate_actions],
+        default=list,
+        validators=[validate_actions],
         help_text="The operations a grant can allow, e.g. read, update, close.",
     )
     capabilities = models.TextField("what it can do", max_length=2000, blank=True)
@@ -183,12 +196,14 @@ class Tool(models.Model):
     reversible = models.BooleanField(default=True)
     rollback_hint = models.CharField(max_length=500, blank=True)
     audit_event = models.CharField(
-        max_length=100, blank=True, help_text="The event name the tool emits, e.g. crm.record.updated"
+        max_length=100,
+        blank=True,
+        help_text="The event name the tool emits, e.g. crm.record.updated",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = CatalogQuerySet.as_manager()
+    objects = CatalogQuerySet["Tool"].as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -196,18 +211,18 @@ class Tool(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def is_ungated_critical(self) -> bool:
-        return self.risk_class == RiskClass.CRITICAL and not self.approval_required
-
     def get_absolute_url(self) -> str:
         from django.urls import reverse
 
         return reverse("registry:tool-detail", args=[self.slug])
 
+    @property
+    def is_ungated_critical(self) -> bool:
+        return self.risk_class == RiskClass.CRITICAL and not self.approval_required
+
 
 class ToolGrant(models.Model):
-    """Agent × tool: which actions, in which environments, under which constraints, until when."""
+    """Agent and tool: which actions, in which environments, under which constraints, until when."""
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="grants")
     tool = models.ForeignKey(Tool, on_delete=models.PROTECT, related_name="grants")
@@ -236,14 +251,17 @@ class MemoryStore(models.Model):
         null=True, blank=True, help_text="Empty: kept for the run (working) or until deleted."
     )
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="owned_memory_stores",
     )
     data_classes = models.ManyToManyField(DataClass, blank=True, related_name="memory_stores")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = CatalogQuerySet.as_manager()
+    objects = CatalogQuerySet["MemoryStore"].as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -262,7 +280,9 @@ class MemoryBinding(models.Model):
 
     store = models.ForeignKey(MemoryStore, on_delete=models.PROTECT, related_name="bindings")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="memory_bindings")
-    access = models.CharField(max_length=16, choices=MemoryAccess.choices, default=MemoryAccess.READ)
+    access = models.CharField(
+        max_length=16, choices=MemoryAccess.choices, default=MemoryAccess.READ
+    )
 
     class Meta:
         ordering = ["store__name"]

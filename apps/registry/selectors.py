@@ -24,16 +24,25 @@ def risk_from_rank(rank: int | None) -> str | None:
 
 
 def agent_list(
-    *, user: Any, q: str = "", owner: str = "", department: str = "", status: str = "",
-    risk: str = "", environment: str = "", action: str = READ,
-) -> QuerySet[Agent]:  # fmt: skip
+    *,
+    user: Any,
+    q: str = "",
+    owner: str = "",
+    department: str = "",
+    status: str = "",
+    risk: str = "",
+    environment: str = "",
+    action: str = READ,
+) -> QuerySet[Agent]:
     """Agents the user may see, filtered; each carries ``max_risk_rank`` and ``grant_count``."""
     agents = Agent.objects.for_user(user, action).select_related("owner", "department", "team")
     if q:
         agents = agents.filter(
-            Q(name__icontains=q) | Q(slug__icontains=q) | Q(mission__icontains=q)
+            Q(name__icontains=q)
+            | Q(slug__icontains=q)
+            | Q(mission__icontains=q)
             | Q(business_process__icontains=q)
-        )  # fmt: skip
+        )
     if owner == "none":
         agents = agents.filter(owner__isnull=True)
     elif owner:
@@ -47,15 +56,16 @@ def agent_list(
     if environment:
         # JSON containment is not portable to SQLite, so match the quoted name in the list.
         agents = agents.filter(environments__icontains=f'"{environment}"')
-    return agents.annotate(max_risk_rank=Max(_RISK_RANK), grant_count=Count("grants", distinct=True)).order_by(
-        "name"
-    )
+    return agents.annotate(
+        max_risk_rank=Max(_RISK_RANK), grant_count=Count("grants", distinct=True)
+    ).order_by("name")
 
 
 def agent_get(*, user: Any, slug: str, action: str = READ) -> Agent:
     """The agent, or 404 when it does not exist *or* the user may not see it."""
     return get_object_or_404(
-        Agent.objects.for_user(user, action).select_related("owner", "department", "team"), slug=slug
+        Agent.objects.for_user(user, action).select_related("owner", "department", "team"),
+        slug=slug,
     )
 
 
@@ -125,9 +135,13 @@ def version_diff(*, older: AgentVersion, newer: AgentVersion) -> VersionDiff:
 
 
 def tool_list(*, user: Any, q: str = "", risk: str = "", action: str = READ) -> QuerySet[Tool]:
-    tools = Tool.objects.for_user(user, action).select_related("owner").prefetch_related("data_classes")
+    tools = (
+        Tool.objects.for_user(user, action).select_related("owner").prefetch_related("data_classes")
+    )
     if q:
-        tools = tools.filter(Q(name__icontains=q) | Q(slug__icontains=q) | Q(description__icontains=q))
+        tools = tools.filter(
+            Q(name__icontains=q) | Q(slug__icontains=q) | Q(description__icontains=q)
+        )
     if risk:
         tools = tools.filter(risk_class=risk)
     return tools.annotate(agent_count=Count("grants", distinct=True)).order_by("name")
@@ -143,7 +157,9 @@ def tool_grants_visible(*, user: Any, tool: Tool) -> QuerySet[Any]:
 
 
 def memory_store_list(*, user: Any, q: str = "", store_class: str = "") -> QuerySet[MemoryStore]:
-    stores = MemoryStore.objects.for_user(user).select_related("owner").prefetch_related("data_classes")
+    stores = (
+        MemoryStore.objects.for_user(user).select_related("owner").prefetch_related("data_classes")
+    )
     if q:
         stores = stores.filter(Q(name__icontains=q) | Q(slug__icontains=q))
     if store_class:
@@ -152,7 +168,9 @@ def memory_store_list(*, user: Any, q: str = "", store_class: str = "") -> Query
 
 
 def memory_store_get(*, user: Any, slug: str, action: str = READ) -> MemoryStore:
-    return get_object_or_404(MemoryStore.objects.for_user(user, action).select_related("owner"), slug=slug)
+    return get_object_or_404(
+        MemoryStore.objects.for_user(user, action).select_related("owner"), slug=slug
+    )
 
 
 def memory_store_bindings_visible(*, user: Any, store: MemoryStore) -> QuerySet[Any]:
@@ -175,9 +193,7 @@ def home_summary(*, user: Any) -> HomeSummary:
     counts = {s: 0 for s in AgentStatus.values}
     for row in agents.values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
-    active = list(
-        agent_list(user=user, status=AgentStatus.ACTIVE)[:50]
-    )
+    active = list(agent_list(user=user, status=AgentStatus.ACTIVE)[:50])
     unowned = list(agents.filter(owner__isnull=True).exclude(status=AgentStatus.RETIRED)[:50])
     from .models import ToolGrant
 

@@ -29,20 +29,58 @@ from .models import (
     can_create_agent,
     can_create_catalog_entry,
 )
-from .snapshots import agent_spec, behaviour_snapshot, canonical_json, memory_store_spec, sha256_text, tool_spec
+from .snapshots import (
+    agent_spec,
+    behaviour_snapshot,
+    canonical_json,
+    memory_store_spec,
+    sha256_text,
+    tool_spec,
+)
 
 AGENT_FIELDS = (
-    "name", "slug", "mission", "owner", "department", "team", "business_process",
-    "model_family", "default_model", "providers", "autonomy_level", "environments", "status",
-    "failure_posture", "shutdown_action", "shutdown_contact", "shutdown_notes",
-    "rollback_action", "rollback_contact", "rollback_notes", "tags", "instructions",
-    "knowledge_base_version", "parameters",
-)  # fmt: skip
+    "name",
+    "slug",
+    "mission",
+    "owner",
+    "department",
+    "team",
+    "business_process",
+    "model_family",
+    "default_model",
+    "providers",
+    "autonomy_level",
+    "environments",
+    "status",
+    "failure_posture",
+    "shutdown_action",
+    "shutdown_contact",
+    "shutdown_notes",
+    "rollback_action",
+    "rollback_contact",
+    "rollback_notes",
+    "tags",
+    "instructions",
+    "knowledge_base_version",
+    "parameters",
+)
 TOOL_FIELDS = (
-    "name", "slug", "description", "owner", "risk_class", "actions", "capabilities",
-    "prohibitions", "input_schema", "output_schema", "rate_limit_per_minute",
-    "approval_required", "reversible", "rollback_hint", "audit_event",
-)  # fmt: skip
+    "name",
+    "slug",
+    "description",
+    "owner",
+    "risk_class",
+    "actions",
+    "capabilities",
+    "prohibitions",
+    "input_schema",
+    "output_schema",
+    "rate_limit_per_minute",
+    "approval_required",
+    "reversible",
+    "rollback_hint",
+    "audit_event",
+)
 MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_days", "owner")
 
 
@@ -54,7 +92,8 @@ def _assign(instance: Model, data: Mapping[str, Any], allowed: Iterable[str]) ->
     unknown = sorted(set(data) - allowed - {"data_classes"})
     if unknown:
         raise ApplicationError(
-            f"Unknown field(s): {', '.join(unknown)}.", details={k: ["Unknown field."] for k in unknown}
+            f"Unknown field(s): {', '.join(unknown)}.",
+            details={k: ["Unknown field."] for k in unknown},
         )
     for key, value in data.items():
         if key in allowed:
@@ -100,7 +139,7 @@ def _save_new(instance: Model) -> None:
 
 
 def _check_team(agent: Agent) -> None:
-    if agent.team_id and agent.team.department_id != agent.department_id:
+    if agent.team is not None and agent.team.department_id != agent.department_id:
         raise ApplicationError(
             f"Team {agent.team.name!r} is not in department {agent.department.name!r}.",
             details={"team": ["Pick a team of the agent's department."]},
@@ -119,7 +158,8 @@ def _check_agent_rules(agent: Agent) -> None:
         if stranded:
             raise ApplicationError(
                 "Tool grants still use environments the agent would no longer run in: "
-                + ", ".join(stranded) + ". Narrow those grants first.",
+                + ", ".join(stranded)
+                + ". Narrow those grants first.",
                 details={"environments": ["Still used by grants: " + ", ".join(stranded)]},
             )
 
@@ -141,10 +181,14 @@ def record_version(*, agent: Agent, actor: Actor, summary: str = "") -> AgentVer
         created_by_name=actor.name,
     )
     audit_record(
-        actor=actor, action="registry.agent_version.created", target_type="agent",
-        target_id=agent.pk, target_repr=agent.slug, after={"number": version.number},
+        actor=actor,
+        action="registry.agent_version.created",
+        target_type="agent",
+        target_id=agent.pk,
+        target_repr=agent.slug,
+        after={"number": version.number},
         message=summary,
-    )  # fmt: skip
+    )
     return version
 
 
@@ -164,9 +208,13 @@ def agent_create(*, actor: User, data: Mapping[str, Any]) -> Agent:
     _save_new(agent)
     audit = Actor.user(actor)
     audit_record(
-        actor=audit, action="registry.agent.created", target_type="agent", target_id=agent.pk,
-        target_repr=agent.slug, after=agent_spec(agent),
-    )  # fmt: skip
+        actor=audit,
+        action="registry.agent.created",
+        target_type="agent",
+        target_id=agent.pk,
+        target_repr=agent.slug,
+        after=agent_spec(agent),
+    )
     record_version(agent=agent, actor=audit, summary="Registered")
     return agent
 
@@ -196,9 +244,14 @@ def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary:
     if after != before:
         audit = Actor.user(actor)
         audit_record(
-            actor=audit, action="registry.agent.updated", target_type="agent", target_id=agent.pk,
-            target_repr=agent.slug, before=before, after=after,
-        )  # fmt: skip
+            actor=audit,
+            action="registry.agent.updated",
+            target_type="agent",
+            target_id=agent.pk,
+            target_repr=agent.slug,
+            before=before,
+            after=after,
+        )
         record_version(agent=agent, actor=audit, summary=summary or "Edited")
     return agent
 
@@ -228,10 +281,17 @@ def _validate_grant(agent: Agent, grant: ToolGrant) -> None:
 
 
 def _set_grant(
-    agent: Agent, tool: Tool, *, actions: list[str], environments: list[str],
-    constraints: dict[str, Any] | None, expires_at: datetime | None,
-) -> ToolGrant:  # fmt: skip
-    grant = ToolGrant.objects.filter(agent=agent, tool=tool).first() or ToolGrant(agent=agent, tool=tool)
+    agent: Agent,
+    tool: Tool,
+    *,
+    actions: list[str],
+    environments: list[str],
+    constraints: dict[str, Any] | None,
+    expires_at: datetime | None,
+) -> ToolGrant:
+    grant = ToolGrant.objects.filter(agent=agent, tool=tool).first() or ToolGrant(
+        agent=agent, tool=tool
+    )
     grant.actions = actions
     grant.environments = environments
     grant.constraints = constraints or {}
@@ -243,16 +303,26 @@ def _set_grant(
 
 @transaction.atomic
 def grant_set(
-    *, actor: User, agent: Agent, tool: Tool, actions: list[str], environments: list[str],
-    constraints: dict[str, Any] | None = None, expires_at: datetime | None = None,
-) -> ToolGrant:  # fmt: skip
+    *,
+    actor: User,
+    agent: Agent,
+    tool: Tool,
+    actions: list[str],
+    environments: list[str],
+    constraints: dict[str, Any] | None = None,
+    expires_at: datetime | None = None,
+) -> ToolGrant:
     """Grant a tool to an agent, or change an existing grant."""
     _check_can_change_agent(actor, agent)
     before = agent_spec(agent)
     grant = _set_grant(
-        agent, tool, actions=actions, environments=environments,
-        constraints=constraints, expires_at=expires_at,
-    )  # fmt: skip
+        agent,
+        tool,
+        actions=actions,
+        environments=environments,
+        constraints=constraints,
+        expires_at=expires_at,
+    )
     _audit_agent_change(actor, agent, before, f"Granted {tool.slug}: {', '.join(actions)}")
     return grant
 
@@ -270,7 +340,8 @@ def grant_remove(*, actor: User, grant: ToolGrant) -> None:
 def _set_binding(agent: Agent, store: MemoryStore, access: str) -> MemoryBinding:
     if access not in MemoryAccess.values:
         raise ApplicationError(
-            f"Access must be one of {', '.join(MemoryAccess.values)}.", details={"access": ["Invalid."]}
+            f"Access must be one of {', '.join(MemoryAccess.values)}.",
+            details={"access": ["Invalid."]},
         )
     if store.store_class == MemoryClass.FORBIDDEN and access != MemoryAccess.READ:
         raise ApplicationError(
@@ -286,7 +357,9 @@ def _set_binding(agent: Agent, store: MemoryStore, access: str) -> MemoryBinding
 
 
 @transaction.atomic
-def memory_binding_set(*, actor: User, agent: Agent, store: MemoryStore, access: str) -> MemoryBinding:
+def memory_binding_set(
+    *, actor: User, agent: Agent, store: MemoryStore, access: str
+) -> MemoryBinding:
     _check_can_change_agent(actor, agent)
     before = agent_spec(agent)
     binding = _set_binding(agent, store, access)
@@ -310,17 +383,27 @@ def _audit_agent_change(actor: User, agent: Agent, before: dict[str, Any], summa
         return
     audit = Actor.user(actor)
     audit_record(
-        actor=audit, action="registry.agent.updated", target_type="agent", target_id=agent.pk,
-        target_repr=agent.slug, before=before, after=after, message=summary,
-    )  # fmt: skip
+        actor=audit,
+        action="registry.agent.updated",
+        target_type="agent",
+        target_id=agent.pk,
+        target_repr=agent.slug,
+        before=before,
+        after=after,
+        message=summary,
+    )
     record_version(agent=agent, actor=audit, summary=summary)
 
 
 @transaction.atomic
 def agent_apply(
-    *, actor: User, agent: Agent | None, data: Mapping[str, Any],
-    grants: list[dict[str, Any]], memory: list[dict[str, Any]],
-) -> Agent:  # fmt: skip
+    *,
+    actor: User,
+    agent: Agent | None,
+    data: Mapping[str, Any],
+    grants: list[dict[str, Any]],
+    memory: list[dict[str, Any]],
+) -> Agent:
     """Make an agent exactly as declared (a manifest): fields, the full set of grants and of
     memory bindings, then one version for the whole change."""
     if agent is None:
@@ -346,9 +429,13 @@ def agent_apply(
     agent.grants.exclude(tool_id__in=wanted_tools).delete()
     for g in grants:
         _set_grant(
-            agent, g["tool"], actions=g["actions"], environments=g["environments"],
-            constraints=g.get("constraints"), expires_at=g.get("expires_at"),
-        )  # fmt: skip
+            agent,
+            g["tool"],
+            actions=g["actions"],
+            environments=g["environments"],
+            constraints=g.get("constraints"),
+            expires_at=g.get("expires_at"),
+        )
     wanted_stores = {m["store"].pk for m in memory}
     agent.memory_bindings.exclude(store_id__in=wanted_stores).delete()
     for m in memory:
@@ -358,10 +445,15 @@ def agent_apply(
     if after != before:
         audit = Actor.user(actor)
         audit_record(
-            actor=audit, action="registry.agent.created" if before is None else "registry.agent.updated",
-            target_type="agent", target_id=agent.pk, target_repr=agent.slug,
-            before=before, after=after, message="Applied from a manifest",
-        )  # fmt: skip
+            actor=audit,
+            action="registry.agent.created" if before is None else "registry.agent.updated",
+            target_type="agent",
+            target_id=agent.pk,
+            target_repr=agent.slug,
+            before=before,
+            after=after,
+            message="Applied from a manifest",
+        )
         record_version(agent=agent, actor=audit, summary="Applied from a manifest")
     return agent
 
@@ -370,9 +462,14 @@ def agent_apply(
 
 
 def _catalog_write(
-    *, actor: User, instance: Tool | MemoryStore, data: Mapping[str, Any],
-    fields: tuple[str, ...], kind: str, spec: Any,
-) -> Any:  # fmt: skip
+    *,
+    actor: User,
+    instance: Tool | MemoryStore,
+    data: Mapping[str, Any],
+    fields: tuple[str, ...],
+    kind: str,
+    spec: Any,
+) -> Any:
     """Create or update a tool or memory store (they share their permission and audit rules)."""
     creating = instance.pk is None
     model = type(instance)
@@ -399,9 +496,12 @@ def _catalog_write(
         audit_record(
             actor=Actor.user(actor),
             action=f"registry.{kind.replace(' ', '_')}.{'created' if creating else 'updated'}",
-            target_type=kind.replace(" ", "_"), target_id=instance.pk, target_repr=instance.slug,
-            before=before, after=after,
-        )  # fmt: skip
+            target_type=kind.replace(" ", "_"),
+            target_id=instance.pk,
+            target_repr=instance.slug,
+            before=before,
+            after=after,
+        )
     return instance
 
 
@@ -421,32 +521,45 @@ def _data_classes(values: Iterable[Any]) -> list[DataClass]:
 
 @transaction.atomic
 def tool_create(*, actor: User, data: Mapping[str, Any]) -> Tool:
-    return _catalog_write(actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec)
+    return _catalog_write(
+        actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec
+    )
 
 
 @transaction.atomic
 def tool_update(*, actor: User, tool: Tool, data: Mapping[str, Any]) -> Tool:
-    return _catalog_write(actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec)
+    return _catalog_write(
+        actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec
+    )
 
 
 @transaction.atomic
 def memory_store_create(*, actor: User, data: Mapping[str, Any]) -> MemoryStore:
     return _catalog_write(
-        actor=actor, instance=MemoryStore(), data=data, fields=MEMORY_STORE_FIELDS,
-        kind="memory store", spec=memory_store_spec,
-    )  # fmt: skip
+        actor=actor,
+        instance=MemoryStore(),
+        data=data,
+        fields=MEMORY_STORE_FIELDS,
+        kind="memory store",
+        spec=memory_store_spec,
+    )
 
 
 @transaction.atomic
 def memory_store_update(*, actor: User, store: MemoryStore, data: Mapping[str, Any]) -> MemoryStore:
-    if data.get("store_class") == MemoryClass.FORBIDDEN and store.bindings.filter(
-        access=MemoryAccess.READ_WRITE
-    ).exists():
+    if (
+        data.get("store_class") == MemoryClass.FORBIDDEN
+        and store.bindings.filter(access=MemoryAccess.READ_WRITE).exists()
+    ):
         raise ApplicationError(
             "Agents still write to this store; make their bindings read-only before forbidding it.",
             details={"store_class": ["Writers are still bound."]},
         )
     return _catalog_write(
-        actor=actor, instance=store, data=data, fields=MEMORY_STORE_FIELDS,
-        kind="memory store", spec=memory_store_spec,
-    )  # fmt: skip
+        actor=actor,
+        instance=store,
+        data=data,
+        fields=MEMORY_STORE_FIELDS,
+        kind="memory store",
+        spec=memory_store_spec,
+    )

@@ -38,7 +38,9 @@ def grant_specs(agent: Agent) -> list[dict[str, Any]]:
 def memory_specs(agent: Agent) -> list[dict[str, Any]]:
     return [
         {"store": binding.store.slug, "access": binding.access}
-        for binding in sorted(agent.memory_bindings.select_related("store"), key=lambda b: b.store.slug)
+        for binding in sorted(
+            agent.memory_bindings.select_related("store"), key=lambda b: b.store.slug
+        )
     ]
 
 

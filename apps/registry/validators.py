@@ -30,7 +30,7 @@ def _size(value: Any) -> int:
 def validate_json_schema(value: Any) -> None:
     """A JSON Schema (2020-12) object; errors say where in the schema the problem is."""
     if not isinstance(value, dict):
-        raise ValidationError("A JSON Schema must be an object, e.g. {\"type\": \"object\"}.")
+        raise ValidationError('A JSON Schema must be an object, e.g. {"type": "object"}.')
     if _size(value) > SCHEMA_MAX_BYTES:
         raise ValidationError(f"The schema is larger than {SCHEMA_MAX_BYTES // 1024} KiB.")
     try:
@@ -66,7 +66,9 @@ def validate_tags(value: Any) -> None:
 
 
 def validate_string_list(value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(v, str) and 0 < len(v) <= 60 for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, str) and 0 < len(v) <= 60 for v in value
+    ):
         raise ValidationError("Must be a list of short names (1-60 characters each).")
     if len(value) > 10:
         raise ValidationError("At most 10 entries.")
@@ -74,7 +76,7 @@ def validate_string_list(value: Any) -> None:
 
 def validate_actions(value: Any) -> None:
     if not isinstance(value, list) or not value:
-        raise ValidationError("List at least one action, e.g. [\"read\", \"update\"].")
+        raise ValidationError('List at least one action, e.g. ["read", "update"].')
     if len(value) > TOOL_ACTIONS_MAX:
         raise ValidationError(f"At most {TOOL_ACTIONS_MAX} actions.")
     for action in value:

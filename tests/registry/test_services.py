@@ -31,7 +31,9 @@ def test_owner_registers_agent_and_first_version_is_written(org):
     assert agent.owner == org.owner
     assert agent.failure_posture == "fail_closed"
     assert [v.number for v in agent.versions.all()] == [1]
-    assert AuditEvent.objects.filter(action="registry.agent.created", target_id=str(agent.pk)).exists()
+    assert AuditEvent.objects.filter(
+        action="registry.agent.created", target_id=str(agent.pk)
+    ).exists()
 
 
 def test_owner_cannot_register_agent_in_another_department(org):
@@ -62,7 +64,9 @@ def test_grant_in_an_environment_the_agent_may_not_use_is_refused(org):
     agent = services.agent_create(actor=org.owner, data=agent_data(org, environments=["dev"]))
     tool = make_tool()
     with pytest.raises(ApplicationError) as exc:
-        services.grant_set(actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["prod"])
+        services.grant_set(
+            actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["prod"]
+        )
     assert "may not run in prod" in exc.value.message
     assert not agent.grants.exists()
 
@@ -71,17 +75,23 @@ def test_grant_of_an_action_the_tool_lacks_is_refused(org):
     agent = services.agent_create(actor=org.owner, data=agent_data(org))
     tool = make_tool(actions=["read"])
     with pytest.raises(ApplicationError) as exc:
-        services.grant_set(actor=org.owner, agent=agent, tool=tool, actions=["close"], environments=["dev"])
+        services.grant_set(
+            actor=org.owner, agent=agent, tool=tool, actions=["close"], environments=["dev"]
+        )
     assert "actions" in exc.value.details
 
 
 def test_behaviour_changes_make_versions_and_cosmetic_ones_do_not(org):
     agent = services.agent_create(actor=org.owner, data=agent_data(org))
-    services.agent_update(actor=org.owner, agent=agent, data={"mission": "Same behaviour, new words."})
+    services.agent_update(
+        actor=org.owner, agent=agent, data={"mission": "Same behaviour, new words."}
+    )
     assert agent.versions.count() == 1
     services.agent_update(actor=org.owner, agent=agent, data={"instructions": "Be very careful."})
     tool = make_tool()
-    services.grant_set(actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["dev"])
+    services.grant_set(
+        actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["dev"]
+    )
     assert [v.number for v in agent.versions.order_by("number")] == [1, 2, 3]
     latest = agent.versions.get(number=3)
     assert latest.snapshot["tools"][0]["tool"] == tool.slug
@@ -89,7 +99,9 @@ def test_behaviour_changes_make_versions_and_cosmetic_ones_do_not(org):
 
 def test_dropping_an_environment_still_used_by_a_grant_is_refused(org):
     agent = services.agent_create(actor=org.owner, data=agent_data(org))
-    services.grant_set(actor=org.owner, agent=agent, tool=make_tool(), actions=["read"], environments=["prod"])
+    services.grant_set(
+        actor=org.owner, agent=agent, tool=make_tool(), actions=["read"], environments=["prod"]
+    )
     with pytest.raises(ApplicationError) as exc:
         services.agent_update(actor=org.owner, agent=agent, data={"environments": ["dev"]})
     assert "environments" in exc.value.details
@@ -97,9 +109,13 @@ def test_dropping_an_environment_still_used_by_a_grant_is_refused(org):
 
 def test_forbidden_memory_store_cannot_be_bound_for_writing(org):
     agent = services.agent_create(actor=org.owner, data=agent_data(org))
-    store = MemoryStore.objects.create(name="HR records", slug="hr-records", store_class=MemoryClass.FORBIDDEN)
+    store = MemoryStore.objects.create(
+        name="HR records", slug="hr-records", store_class=MemoryClass.FORBIDDEN
+    )
     with pytest.raises(ApplicationError):
-        services.memory_binding_set(actor=org.owner, agent=agent, store=store, access=MemoryAccess.READ_WRITE)
+        services.memory_binding_set(
+            actor=org.owner, agent=agent, store=store, access=MemoryAccess.READ_WRITE
+        )
     services.memory_binding_set(actor=org.owner, agent=agent, store=store, access=MemoryAccess.READ)
     assert agent.memory_bindings.get().access == "read"
 
@@ -109,9 +125,12 @@ def test_invalid_json_schema_points_at_the_problem(org):
         services.tool_create(
             actor=org.owner,
             data={
-                "name": "Broken", "slug": "broken", "description": "x", "actions": ["read"],
+                "name": "Broken",
+                "slug": "broken",
+                "description": "x",
+                "actions": ["read"],
                 "input_schema": {"type": "object", "properties": {"id": {"type": "strin"}}},
                 "output_schema": {},
             },
-        )  # fmt: skip
+        )
     assert "properties/id/type" in exc.value.message
