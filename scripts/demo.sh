@@ -9,7 +9,7 @@ source scripts/_common.sh
 echo "==> Installing Tether into .venv"
 ensure_venv ""
 
-mkdir -p var/broker/processed
+mkdir -p var/broker/processed var/broker/control
 if [ ! -s var/secret_key ]; then
   .venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key
   chmod 600 var/secret_key

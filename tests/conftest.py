@@ -11,6 +11,12 @@ from apps.accounts.models import Department, Team, User
 from .factories import make_department, make_team, make_user
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Real hashing costs ~0.3 s per user; tests are not about hashing strength."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @dataclass
 class Org:
     claims: Department

@@ -563,3 +563,38 @@ def memory_store_update(*, actor: User, store: MemoryStore, data: Mapping[str, A
         kind="memory store",
         spec=memory_store_spec,
     )
+
+
+# --- housekeeping ----------------------------------------------------------------------------
+
+
+def grants_expire(*, now: datetime) -> int:
+    """Remove grants whose expiry has passed, each in its own transaction, audited as Tether.
+
+    Safe to run twice at once: a grant another worker already removed is skipped.
+    """
+    expired = ToolGrant.objects.filter(expires_at__lte=now).values_list("pk", flat=True)
+    removed = 0
+    actor = Actor.system("grant-expiry")
+    for grant_id in list(expired):
+        with transaction.atomic():
+            grant = ToolGrant.objects.select_for_update().select_related("agent", "tool")
+            grant = grant.filter(pk=grant_id).first()
+            if grant is None:
+                continue
+            agent = grant.agent
+            before = agent_spec(agent)
+            grant.delete()
+            audit_record(
+                actor=actor,
+                action="registry.agent.updated",
+                target_type="agent",
+                target_id=agent.pk,
+                target_repr=agent.slug,
+                before=before,
+                after=agent_spec(agent),
+                message=f"Grant of {grant.tool.slug} expired",
+            )
+            record_version(agent=agent, actor=actor, summary=f"Grant of {grant.tool.slug} expired")
+            removed += 1
+    return removed

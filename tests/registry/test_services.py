@@ -134,3 +134,33 @@ def test_invalid_json_schema_points_at_the_problem(org):
             },
         )
     assert "properties/id/type" in exc.value.message
+
+
+def test_expired_grants_are_revoked_by_the_beat_task_with_a_new_version(org):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.audit.models import AuditEvent
+    from apps.registry.tasks import expire_grants
+
+    agent = services.agent_create(actor=org.owner, data=agent_data(org))
+    soon = timezone.now() + timedelta(minutes=5)
+    services.grant_set(
+        actor=org.owner,
+        agent=agent,
+        tool=make_tool("old"),
+        actions=["read"],
+        environments=["dev"],
+        expires_at=soon,
+    )
+    services.grant_set(
+        actor=org.owner, agent=agent, tool=make_tool("kept"), actions=["read"], environments=["dev"]
+    )
+    assert services.grants_expire(now=timezone.now()) == 0
+    assert services.grants_expire(now=soon + timedelta(seconds=1)) == 1
+    assert [g.tool.slug for g in agent.grants.all()] == ["kept"]
+    latest = agent.versions.order_by("-number").first()
+    assert [t["tool"] for t in latest.snapshot["tools"]] == ["kept"]
+    assert AuditEvent.objects.filter(actor_name="grant-expiry").exists()
+    assert expire_grants() == 0  # the task body runs the same service; nothing left to do
