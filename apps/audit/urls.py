@@ -1,3 +1,9 @@
-from typing import Any
+from django.urls import path
 
-urlpatterns: list[Any] = []
+from . import views
+
+app_name = "audit"
+
+urlpatterns = [
+    path("", views.audit_log, name="log"),
+]

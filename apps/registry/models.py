@@ -187,7 +187,12 @@ class Tool(models.Model):
     capabilities = models.TextField("what it can do", max_length=2000, blank=True)
     prohibitions = models.TextField("what it must never do", max_length=2000, blank=True)
     input_schema = models.JSONField(default=dict, validators=[validate_json_schema])
-    output_schema = models.JSONField(default=dict, validators=[validate_json_schema])
+    output_schema = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_json_schema],
+        help_text="Empty when the tool's output is not described.",
+    )
     data_classes = models.ManyToManyField(DataClass, blank=True, related_name="tools")
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
     approval_required = models.BooleanField(

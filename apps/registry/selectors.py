@@ -6,11 +6,31 @@ import difflib
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Max, Q, QuerySet, When
+from django.db.models import (
+    Case,
+    Count,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.shortcuts import get_object_or_404
 
 from .constants import RISK_ORDER, AgentStatus, RiskClass
-from .models import READ, Agent, AgentVersion, MemoryStore, Tool
+from .models import (
+    READ,
+    Agent,
+    AgentVersion,
+    DataClass,
+    MemoryBinding,
+    MemoryStore,
+    Tool,
+    ToolGrant,
+)
 
 _RISK_RANK = Case(
     *[When(grants__tool__risk_class=risk, then=rank + 1) for rank, risk in enumerate(RISK_ORDER)],
@@ -52,7 +72,9 @@ def agent_list(
     if status:
         agents = agents.filter(status=status)
     if risk:
-        agents = agents.filter(grants__tool__risk_class=risk)
+        # A subquery, not a join: joining would narrow max_risk_rank to the filtered grants.
+        holders = ToolGrant.objects.filter(tool__risk_class=risk).values("agent_id")
+        agents = agents.filter(pk__in=holders)
     if environment:
         # JSON containment is not portable to SQLite, so match the quoted name in the list.
         agents = agents.filter(environments__icontains=f'"{environment}"')
@@ -214,3 +236,63 @@ def home_summary(*, user: Any) -> HomeSummary:
         tool_count=tools.count(),
         critical_tool_count=tools.filter(risk_class=RiskClass.CRITICAL).count(),
     )
+
+
+# --- the API's full representations ----------------------------------------------------------
+
+
+def with_agent_details(agents: QuerySet[Agent]) -> QuerySet[Agent]:
+    """Agents ready to show in full (the API): grants and memory bindings prefetched, and
+    ``current_version`` (the latest version number, or None) annotated."""
+    latest = AgentVersion.objects.filter(agent=OuterRef("pk")).order_by("-number").values("number")
+    return agents.prefetch_related(
+        Prefetch(
+            "grants", queryset=ToolGrant.objects.select_related("tool").order_by("tool__slug")
+        ),
+        Prefetch(
+            "memory_bindings",
+            queryset=MemoryBinding.objects.select_related("store").order_by("store__slug"),
+        ),
+    ).annotate(current_version=Subquery(latest[:1]))
+
+
+def agent_get_detailed(*, user: Any, slug: str) -> Agent:
+    """The agent with its details (404 when out of scope)."""
+    agents = Agent.objects.for_user(user).select_related("owner", "department", "team")
+    return get_object_or_404(with_agent_details(agents), slug=slug)
+
+
+def agent_grant_get(*, agent: Agent, tool_slug: str) -> ToolGrant:
+    """The agent's grant of this tool, or 404 (the agent came from a scoped selector)."""
+    return get_object_or_404(agent.grants.select_related("agent", "tool"), tool__slug=tool_slug)
+
+
+def agent_binding_get(*, agent: Agent, store_slug: str) -> MemoryBinding:
+    return get_object_or_404(
+        agent.memory_bindings.select_related("agent", "store"), store__slug=store_slug
+    )
+
+
+def data_class_list(*, user: Any) -> QuerySet[DataClass]:
+    """The configured data classes; anyone holding a role reads them, outsiders see none."""
+    from apps.accounts.permissions import scope_of
+
+    if not scope_of(user).has_any_role:
+        return DataClass.objects.none()
+    return DataClass.objects.order_by("sensitivity", "name")
+
+
+def data_class_get(*, user: Any, slug: str) -> DataClass:
+    return get_object_or_404(data_class_list(user=user), slug=slug)
+
+
+def agent_owner_choices(*, user: Any) -> list[tuple[str, str]]:
+    """(username, display name) of the people owning agents the user may see: the owner filter."""
+    rows = (
+        Agent.objects.for_user(user)
+        .filter(owner__isnull=False)
+        .values_list("owner__username", "owner__first_name", "owner__last_name")
+        .distinct()
+        .order_by("owner__username")
+    )
+    return [(u, f"{first} {last}".strip() or u) for u, first, last in rows]

@@ -14,7 +14,7 @@ from django.db.models import Model
 from apps.accounts.models import User
 from apps.accounts.permissions import scope_of
 from apps.audit.services import Actor, audit_record
-from apps.common.errors import ApplicationError, NotPermitted
+from apps.common.errors import ApplicationError, Conflict, NotPermitted
 
 from .constants import MemoryAccess, MemoryClass
 from .models import (
@@ -87,6 +87,11 @@ MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _agent_state(agent: Agent) -> dict[str, Any]:
+    """What the audit trail records of an agent: its manifest spec plus its display name."""
+    return {"name": agent.name, **agent_spec(agent)}
+
+
 def _assign(instance: Model, data: Mapping[str, Any], allowed: Iterable[str]) -> None:
     allowed = set(allowed)
     unknown = sorted(set(data) - allowed - {"data_classes"})
@@ -117,12 +122,23 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _check_owner_choice(actor: User, owner: User | None) -> None:
-    """Only admins name someone else as owner; everyone else owns what they register."""
-    if owner is not None and owner.pk != actor.pk and not scope_of(actor).is_admin:
-        raise ApplicationError(
-            "Only an admin can make someone else the owner.",
-            details={"owner": ["Leave yourself as owner, or ask an admin to transfer it."]},
-        )
+    """Only admins name someone else as owner, or no owner at all; everyone else owns what they
+    register (an owner who gave their agent away could no longer change it back)."""
+    if scope_of(actor).is_admin or (owner is not None and owner.pk == actor.pk):
+        return
+    raise ApplicationError(
+        "Only an admin can make someone else the owner, or leave it without one.",
+        details={"owner": ["Leave yourself as owner, or ask an admin to transfer it."]},
+    )
+
+
+def _save_or_conflict(instance: Model, message: str) -> None:
+    """Save; a unique constraint lost to a concurrent writer is a 409, not a 500."""
+    try:
+        with transaction.atomic():
+            instance.save()
+    except IntegrityError as exc:
+        raise Conflict(message) from exc
 
 
 def _save_new(instance: Model) -> None:
@@ -213,7 +229,7 @@ def agent_create(*, actor: User, data: Mapping[str, Any]) -> Agent:
         target_type="agent",
         target_id=agent.pk,
         target_repr=agent.slug,
-        after=agent_spec(agent),
+        after=_agent_state(agent),
     )
     record_version(agent=agent, actor=audit, summary="Registered")
     return agent
@@ -229,7 +245,7 @@ def _check_can_change_agent(actor: User, agent: Agent) -> None:
 @transaction.atomic
 def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary: str = "") -> Agent:
     _check_can_change_agent(actor, agent)
-    before = agent_spec(agent)
+    before = _agent_state(agent)
     if "owner" in data and data["owner"] != agent.owner:
         _check_owner_choice(actor, data["owner"])
     _assign(agent, data, AGENT_FIELDS)
@@ -240,7 +256,7 @@ def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary:
             agent.save()
     except IntegrityError as exc:
         raise ApplicationError("That slug is already taken.", details={"slug": ["Taken."]}) from exc
-    after = agent_spec(agent)
+    after = _agent_state(agent)
     if after != before:
         audit = Actor.user(actor)
         audit_record(
@@ -297,7 +313,7 @@ def _set_grant(
     grant.constraints = constraints or {}
     grant.expires_at = expires_at
     _validate_grant(agent, grant)
-    grant.save()
+    _save_or_conflict(grant, "This grant was changed at the same moment; reload and try again.")
     return grant
 
 
@@ -314,7 +330,7 @@ def grant_set(
 ) -> ToolGrant:
     """Grant a tool to an agent, or change an existing grant."""
     _check_can_change_agent(actor, agent)
-    before = agent_spec(agent)
+    before = _agent_state(agent)
     grant = _set_grant(
         agent,
         tool,
@@ -331,7 +347,7 @@ def grant_set(
 def grant_remove(*, actor: User, grant: ToolGrant) -> None:
     agent = grant.agent
     _check_can_change_agent(actor, agent)
-    before = agent_spec(agent)
+    before = _agent_state(agent)
     slug = grant.tool.slug
     grant.delete()
     _audit_agent_change(actor, agent, before, f"Revoked {slug}")
@@ -352,7 +368,7 @@ def _set_binding(agent: Agent, store: MemoryStore, access: str) -> MemoryBinding
         agent=agent, store=store
     )
     binding.access = access
-    binding.save()
+    _save_or_conflict(binding, "This binding was changed at the same moment; reload and try again.")
     return binding
 
 
@@ -361,7 +377,7 @@ def memory_binding_set(
     *, actor: User, agent: Agent, store: MemoryStore, access: str
 ) -> MemoryBinding:
     _check_can_change_agent(actor, agent)
-    before = agent_spec(agent)
+    before = _agent_state(agent)
     binding = _set_binding(agent, store, access)
     _audit_agent_change(actor, agent, before, f"Memory {store.slug}: {access}")
     return binding
@@ -371,14 +387,14 @@ def memory_binding_set(
 def memory_binding_remove(*, actor: User, binding: MemoryBinding) -> None:
     agent = binding.agent
     _check_can_change_agent(actor, agent)
-    before = agent_spec(agent)
+    before = _agent_state(agent)
     slug = binding.store.slug
     binding.delete()
     _audit_agent_change(actor, agent, before, f"Unbound memory {slug}")
 
 
 def _audit_agent_change(actor: User, agent: Agent, before: dict[str, Any], summary: str) -> None:
-    after = agent_spec(agent)
+    after = _agent_state(agent)
     if after == before:
         return
     audit = Actor.user(actor)
@@ -417,7 +433,7 @@ def agent_apply(
         before: dict[str, Any] | None = None
     else:
         _check_can_change_agent(actor, agent)
-        before = agent_spec(agent)
+        before = _agent_state(agent)
         if data.get("owner") != agent.owner:
             _check_owner_choice(actor, data.get("owner"))
         _assign(agent, data, AGENT_FIELDS)
@@ -441,7 +457,7 @@ def agent_apply(
     for m in memory:
         _set_binding(agent, m["store"], m["access"])
 
-    after = agent_spec(agent)
+    after = _agent_state(agent)
     if after != before:
         audit = Actor.user(actor)
         audit_record(
@@ -481,7 +497,7 @@ def _catalog_write(
             model.objects.for_user(actor, CHANGE).filter(pk=instance.pk).exists(),
             f"Only the {kind}'s owner or an admin can change it.",
         )
-        before = spec(instance)
+        before = {"name": instance.name, **spec(instance)}
     if creating and "owner" not in data:
         instance.owner = actor
     if "owner" in data and data["owner"] != instance.owner:
@@ -491,7 +507,7 @@ def _catalog_write(
     _save_new(instance) if creating else instance.save()
     if "data_classes" in data:
         instance.data_classes.set(_data_classes(data["data_classes"]))
-    after = spec(instance)
+    after = {"name": instance.name, **spec(instance)}
     if after != before:
         audit_record(
             actor=Actor.user(actor),
@@ -578,12 +594,12 @@ def grants_expire(*, now: datetime) -> int:
     actor = Actor.system("grant-expiry")
     for grant_id in list(expired):
         with transaction.atomic():
-            grant = ToolGrant.objects.select_for_update().select_related("agent", "tool")
-            grant = grant.filter(pk=grant_id).first()
+            locked = ToolGrant.objects.select_for_update().select_related("agent", "tool")
+            grant = locked.filter(pk=grant_id).first()
             if grant is None:
                 continue
             agent = grant.agent
-            before = agent_spec(agent)
+            before = _agent_state(agent)
             grant.delete()
             audit_record(
                 actor=actor,
@@ -592,7 +608,7 @@ def grants_expire(*, now: datetime) -> int:
                 target_id=agent.pk,
                 target_repr=agent.slug,
                 before=before,
-                after=agent_spec(agent),
+                after=_agent_state(agent),
                 message=f"Grant of {grant.tool.slug} expired",
             )
             record_version(agent=agent, actor=actor, summary=f"Grant of {grant.tool.slug} expired")

@@ -45,3 +45,13 @@ def test_a_refused_change_leaves_no_audit_event(org):
             data={"name": "A", "slug": "a", "mission": "m", "department": org.claims},
         )
     assert AuditEvent.objects.count() == before
+
+
+def test_renaming_an_agent_is_audited(org):
+    agent = services.agent_create(
+        actor=org.owner,
+        data={"name": "A", "slug": "a", "mission": "m", "department": org.claims},
+    )
+    services.agent_update(actor=org.owner, agent=agent, data={"name": "Better name"})
+    event = AuditEvent.objects.filter(action="registry.agent.updated").get()
+    assert (event.before["name"], event.after["name"]) == ("A", "Better name")

@@ -164,3 +164,27 @@ def test_expired_grants_are_revoked_by_the_beat_task_with_a_new_version(org):
     assert [t["tool"] for t in latest.snapshot["tools"]] == ["kept"]
     assert AuditEvent.objects.filter(actor_name="grant-expiry").exists()
     assert expire_grants() == 0  # the task body runs the same service; nothing left to do
+
+
+def test_owner_cannot_give_their_agent_away_or_leave_it_unowned(org):
+    agent = services.agent_create(actor=org.owner, data=agent_data(org))
+    for new_owner in (None, org.other_owner):
+        with pytest.raises(ApplicationError) as exc:
+            services.agent_update(actor=org.owner, agent=agent, data={"owner": new_owner})
+        assert "owner" in exc.value.details
+    services.agent_update(actor=org.admin, agent=agent, data={"owner": None})
+    assert Agent.objects.get(pk=agent.pk).owner is None
+
+
+def test_tool_without_an_output_schema_is_accepted(org):
+    tool = services.tool_create(
+        actor=org.owner,
+        data={
+            "name": "Ping",
+            "slug": "ping",
+            "description": "Checks a host.",
+            "actions": ["invoke"],
+            "input_schema": {"type": "object"},
+        },
+    )
+    assert tool.output_schema == {}

@@ -1,0 +1,111 @@
+"""Real Chromium through Playwright against pytest-django's live server.
+
+Playwright's sync API runs an event loop in this thread, which makes Django's async-safety
+check refuse ORM calls from fixtures and tests; the loop never runs our code concurrently, so
+the check is switched off for these tests only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM = os.environ.get("TETHER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+LAPTOP = {"width": 1366, "height": 900}
+TABLET = {"width": 820, "height": 1180}
+
+
+@pytest.fixture(autouse=True)
+def _plain_static_storage(settings: Any) -> None:
+    """Serve static files through the finders: no collectstatic needed on a fresh clone.
+
+    The live server answers /static/ itself (pytest-django wraps it in StaticFilesHandler); only
+    the hashed-manifest storage has to go, as it needs collectstatic's manifest.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _restore_default_data(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """Live-server tests flush the database when they end. serialized_rollback restores the
+    migrations' data (the default data classes) only when the *next* such test starts, so put
+    it back once at the end too: a reused test database (--reuse-db) then starts complete."""
+    yield
+    from apps.registry.constants import DEFAULT_DATA_CLASSES
+    from apps.registry.models import DataClass
+
+    with django_db_blocker.unblock():
+        for rank, (slug, name, description) in enumerate(DEFAULT_DATA_CLASSES):
+            DataClass.objects.get_or_create(
+                slug=slug, defaults={"name": name, "description": description, "sensitivity": rank}
+            )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}; install Debian's chromium package.")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
+    """``new_page(viewport=LAPTOP)``: a page in a fresh context (its own cookies)."""
+    contexts: list[Any] = []
+
+    def make(viewport: dict[str, int] = LAPTOP) -> Any:
+        context = browser.new_context(base_url=live_server.url, viewport=viewport)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+@pytest.fixture
+def shoot(screenshot_dir: Path) -> Callable[..., None]:
+    def take(page: Any, name: str, *, full_page: bool = True) -> None:
+        page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=full_page)
+
+    return take
+
+
+def log_in(page: Any, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
