@@ -14,11 +14,17 @@ find_python() {
   return 1
 }
 
+# pip's own notes about the machine's package sources are noise here; real errors still show.
+quiet_pip() {
+  .venv/bin/python -m pip --quiet --disable-pip-version-check "$@" 2> >(grep -v '^WARNING: Location' >&2)
+}
+
 ensure_venv() {
   local extras="$1"
   if [ ! -x .venv/bin/python ]; then
     "$(find_python)" -m venv .venv
   fi
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+  quiet_pip install --upgrade pip
+  # The project runs from this checkout; installing "." brings its dependencies.
+  quiet_pip install ".${extras}"
 }
