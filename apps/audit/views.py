@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -36,12 +36,13 @@ class AuditFilterForm(forms.Form):
     def __init__(self, *args: Any, actions: list[str], target_types: list[str], **kwargs: Any):
         super().__init__(*args, **kwargs)
         prefixes = sorted({a.split(".")[0] + "." for a in actions if "." in a})
-        self.fields["action"].choices = [
+        cast(forms.ChoiceField, self.fields["action"]).choices = [
             ("", "Any action"),
             *[(p, f"{p}* (all)") for p in prefixes],
             *[(a, a) for a in actions],
         ]
-        self.fields["target_type"].choices = [("", "Any type"), *[(t, t) for t in target_types]]
+        types = [("", "Any type"), *[(t, t) for t in target_types]]
+        cast(forms.ChoiceField, self.fields["target_type"]).choices = types
 
     def filters(self) -> dict[str, str]:
         self.is_valid()
@@ -57,7 +58,7 @@ def _changes(event: AuditEvent) -> tuple[list[str], str, str]:
         before = {k: before.get(k) for k in keys}
         after = {k: after.get(k) for k in keys}
     else:
-        keys = sorted(after) if isinstance(after, dict) else []
+        keys = []  # a creation or deletion: every key "changed", which says nothing
 
     def dump(value: Any) -> str:
         return "" if value is None else json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.db.models import Q, QuerySet
@@ -146,7 +146,7 @@ class CommaListField(forms.CharField):
         return value
 
     def to_python(self, value: Any) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
+        text = super().to_python(value) or ""
         items: list[str] = []
         for part in text.replace("\n", ",").split(","):
             part = part.strip()
@@ -168,6 +168,14 @@ class CommaListField(forms.CharField):
                 f"Keep this under {self.max_length} characters (it has {len(str(value))})."
             )
         return super().clean(value)
+
+
+def _model_choice(form: forms.Form, name: str) -> forms.ModelChoiceField:
+    return cast(forms.ModelChoiceField, form.fields[name])
+
+
+def _choice(form: forms.Form, name: str) -> forms.ChoiceField:
+    return cast(forms.ChoiceField, form.fields[name])
 
 
 def _environment_choices() -> list[tuple[str, str]]:
@@ -307,6 +315,7 @@ class AgentForm(forms.Form):
     )
     shutdown_action = forms.CharField(
         max_length=500, required=False, label="Safe-state action",
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text="What puts the work in a safe state when the agent is stopped.",
     )  # fmt: skip
     shutdown_contact = forms.CharField(max_length=200, required=False, label="Contact")
@@ -315,6 +324,7 @@ class AgentForm(forms.Form):
     )
     rollback_action = forms.CharField(
         max_length=500, required=False, label="Rollback action",
+        widget=forms.Textarea(attrs={"rows": 2}),
         help_text="How to undo what the agent did, e.g. revert to the previous version.",
     )  # fmt: skip
     rollback_contact = forms.CharField(max_length=200, required=False, label="Contact")
@@ -367,8 +377,8 @@ class AgentForm(forms.Form):
             del self.fields["slug"]
         else:
             del self.fields["change_summary"]
-        self.fields["department"].queryset = departments.order_by("name")
-        self.fields["team"].queryset = teams.order_by("department__name", "name")
+        _model_choice(self, "department").queryset = departments.order_by("name")
+        _model_choice(self, "team").queryset = teams.order_by("department__name", "name")
         if not scope.is_admin:
             del self.fields["owner"]
         elif agent is None:
@@ -474,7 +484,7 @@ class GrantForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.agent = agent
         tools = Tool.objects.for_user(user).order_by("name")
-        self.fields["tool"].queryset = tools
+        _model_choice(self, "tool").queryset = tools
         self.fields["tool"].label_from_instance = (  # type: ignore[attr-defined]
             lambda t: (
                 f"{t.name} · {t.get_risk_class_display()} risk"
@@ -491,8 +501,8 @@ class GrantForm(forms.Form):
         else:
             self.fields["tool"].disabled = True
             self.fields["tool"].initial = tool.slug
-        self.tool = tool
-        self.fields["actions"].choices = [(a, a) for a in (tool.actions if tool else [])]
+        self.chosen_tool = tool
+        _choice(self, "actions").choices = [(a, a) for a in (tool.actions if tool else [])]
         runs_in = ", ".join(agent.environments) or "no environment yet"
         envs_help = f"A subset of the environments {agent.name} runs in: {runs_in}."
         self.fields["environments"].help_text = envs_help
@@ -520,7 +530,7 @@ class MemoryBindingForm(forms.Form):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["store"].queryset = MemoryStore.objects.for_user(user).order_by("name")
+        _model_choice(self, "store").queryset = MemoryStore.objects.for_user(user).order_by("name")
         self.fields["store"].label_from_instance = (  # type: ignore[attr-defined]
             lambda s: f"{s.name} · {s.get_store_class_display()}"
         )
@@ -736,8 +746,8 @@ class AgentFilterForm(forms.Form):
         **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
-        self.fields["owner"].choices = [("", "Any owner"), ("none", "Unowned"), *owners]
-        self.fields["department"].choices = [("", "Any department"), *departments]
+        _choice(self, "owner").choices = [("", "Any owner"), ("none", "Unowned"), *owners]
+        _choice(self, "department").choices = [("", "Any department"), *departments]
 
     def filters(self) -> dict[str, str]:
         """The valid filters; fields with errors fall back to no filter."""

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.permissions import scope_of
 from apps.accounts.selectors import department_list
-from apps.accounts.views import no_role_page, role_required
+from apps.accounts.views import current_user, no_role_page, role_required
 from apps.common.errors import ApplicationError
 from apps.common.htmx import is_htmx
 
@@ -80,7 +80,7 @@ def _post_data(request: HttpRequest) -> Any:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     if not scope_of(user).has_any_role:
         return no_role_page(request, status=200)
     summary = selectors.home_summary(user=user)
@@ -100,7 +100,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @role_required
 def agent_list(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     departments = [(d.slug, d.name) for d in department_list(user=user)]
     filter_form = AgentFilterForm(
         request.GET, owners=selectors.agent_owner_choices(user=user), departments=departments
@@ -129,7 +129,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 @role_required
 @require_http_methods(["GET", "POST"])
 def agent_create(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     if not can_create_catalog_entry(user):
         return error_page(
             request, 403, "Only owners and admins register agents. Ask an admin for the owner role."
@@ -149,7 +149,7 @@ def agent_create(request: HttpRequest) -> HttpResponse:
 
 @login_required  # outsiders: the selector answers 404
 def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     agent = selectors.agent_get(user=user, slug=slug)
     versions = selectors.agent_versions(agent)
     context = {
@@ -168,7 +168,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     agent = selectors.agent_get(user=user, slug=slug)
     if not _can_change_agent(user, agent):
         return error_page(request, 403, "Only the agent's owner or an admin can change it.")
@@ -202,7 +202,7 @@ def _changeable_agent(request: HttpRequest, slug: str) -> tuple[Agent, HttpRespo
 @login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def grant_form(request: HttpRequest, slug: str, tool_slug: str | None = None) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     agent, refused = _changeable_agent(request, slug)
     if refused:
         return refused
@@ -248,7 +248,7 @@ def grant_remove(request: HttpRequest, slug: str, tool_slug: str) -> HttpRespons
         return refused
     grant = selectors.agent_grant_get(agent=agent, tool_slug=tool_slug)
     try:
-        services.grant_remove(actor=request.user, grant=grant)
+        services.grant_remove(actor=current_user(request), grant=grant)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -259,7 +259,7 @@ def grant_remove(request: HttpRequest, slug: str, tool_slug: str) -> HttpRespons
 @login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def memory_binding_create(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     agent, refused = _changeable_agent(request, slug)
     if refused:
         return refused
@@ -287,7 +287,7 @@ def memory_binding_remove(request: HttpRequest, slug: str, store_slug: str) -> H
         return refused
     binding = selectors.agent_binding_get(agent=agent, store_slug=store_slug)
     try:
-        services.memory_binding_remove(actor=request.user, binding=binding)
+        services.memory_binding_remove(actor=current_user(request), binding=binding)
     except ApplicationError as exc:
         messages.error(request, exc.message)
     else:
@@ -316,12 +316,25 @@ def agent_versions(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "registry/agent_versions.html", context)
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: Any, *, skip: str = "") -> str:
+    """A snapshot value as a person reads it: text as is, an object one ``key: value`` line per
+    key (the entry's own name, already in the row label, left out), anything else as JSON."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if isinstance(value, dict) and value:
+        return "\n".join(
+            f"{key}: {json.dumps(inner, ensure_ascii=False, default=str)}"
+            for key, inner in value.items()
+            if key != skip
+        )
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _entry_key(field: str) -> str:
+    """``tools: crm-lookup`` rows carry the tool's name already; so do memory rows."""
+    return {"tools": "tool", "memory": "store"}.get(field.split(":")[0], "")
 
 
 def _change_kind(before: Any, after: Any) -> str:
@@ -356,8 +369,8 @@ def agent_version_diff(request: HttpRequest, slug: str) -> HttpResponse:
         {
             "field": change.field,
             "kind": _change_kind(change.before, change.after),
-            "before": _json_text(change.before),
-            "after": _json_text(change.after),
+            "before": _json_text(change.before, skip=_entry_key(change.field)),
+            "after": _json_text(change.after, skip=_entry_key(change.field)),
         }
         for change in diff.changes
     ]
@@ -407,7 +420,7 @@ def tool_list(request: HttpRequest) -> HttpResponse:
 
 @login_required  # outsiders: the selector answers 404
 def tool_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     tool = selectors.tool_get(user=user, slug=slug)
     context = {
         "section": "tools",
@@ -425,7 +438,7 @@ def tool_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required
 @require_http_methods(["GET", "POST"])
 def tool_create(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     if not can_create_catalog_entry(user):
         return error_page(request, 403, "Only owners and admins register tools.")
     form = ToolForm(_post_data(request), user=user)
@@ -444,7 +457,7 @@ def tool_create(request: HttpRequest) -> HttpResponse:
 @login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def tool_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     tool = selectors.tool_get(user=user, slug=slug)
     if not _can_change_catalog(user, tool):
         return error_page(request, 403, "Only the tool's owner or an admin can change it.")
@@ -491,7 +504,7 @@ def memory_list(request: HttpRequest) -> HttpResponse:
 
 @login_required  # outsiders: the selector answers 404
 def memory_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     store = selectors.memory_store_get(user=user, slug=slug)
     bindings = selectors.memory_store_bindings_visible(user=user, store=store).order_by(
         "agent__name"
@@ -510,7 +523,7 @@ def memory_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @role_required
 @require_http_methods(["GET", "POST"])
 def memory_create(request: HttpRequest) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     if not can_create_catalog_entry(user):
         return error_page(request, 403, "Only owners and admins register memory stores.")
     form = MemoryStoreForm(_post_data(request), user=user)
@@ -529,7 +542,7 @@ def memory_create(request: HttpRequest) -> HttpResponse:
 @login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def memory_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    user = request.user
+    user = current_user(request)
     store = selectors.memory_store_get(user=user, slug=slug)
     if not _can_change_catalog(user, store):
         return error_page(request, 403, "Only the store's owner or an admin can change it.")

@@ -75,7 +75,9 @@ def test_creating_a_token_shows_it_once(org):
     response = client.post(reverse("tokens"), {"name": "CI", "expires_in": "30"})
     assert response.status_code == 201
     assert "no-store" in response["Cache-Control"]
-    plaintext = re.search(r"tth_user_[0-9a-f]{8}_[A-Za-z0-9_-]+", response.content.decode()).group(0)
+    plaintext = re.search(r"tth_user_[0-9a-f]{8}_[A-Za-z0-9_-]+", response.content.decode()).group(
+        0
+    )
     token = PersonalToken.objects.get(user=org.owner)
     assert token.name == "CI" and token.expires_at is not None
     again = client.get(reverse("tokens")).content.decode()

@@ -101,7 +101,13 @@ def test_audit_log_shows_what_changed(org):
 
 @pytest.mark.parametrize(
     "params",
-    [{"action": "x" * 5000}, {"page": "abc"}, {"page": "10" * 30}, {"target": "\x00"}, {"actor": "%"}],
+    [
+        {"action": "x" * 5000},
+        {"page": "abc"},
+        {"page": "10" * 30},
+        {"target": "\x00"},
+        {"actor": "%"},
+    ],
 )
 def test_audit_log_answers_hostile_filters_without_error(org, params):
     response = client_for(org.admin).get(reverse("audit:log"), params)

@@ -14,20 +14,9 @@ from typing import Any
 
 import pytest
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+from .helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, SCREENSHOTS
 
-CHROMIUM = os.environ.get("TETHER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-LAPTOP = {"width": 1366, "height": 900}
-TABLET = {"width": 820, "height": 1180}
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
 @pytest.fixture(autouse=True)
@@ -101,11 +90,3 @@ def shoot(screenshot_dir: Path) -> Callable[..., None]:
         page.screenshot(path=str(screenshot_dir / f"{name}.png"), full_page=full_page)
 
     return take
-
-
-def log_in(page: Any, username: str, password: str) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/")

@@ -12,16 +12,22 @@ from apps.registry.constants import RiskClass
 from apps.registry.models import Agent
 
 from ..factories import PASSWORD, make_tool
-from .conftest import log_in
+from .helpers import log_in
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 
 def test_owner_registers_grants_finds_edits_and_diffs_an_agent_and_outsider_gets_404(
     org: Any, new_page: Any, shoot: Any
 ) -> None:
     make_tool(
-        "crm-lookup", name="CRM lookup", risk_class=RiskClass.HIGH, actions=["read", "update", "close"]
+        "crm-lookup",
+        name="CRM lookup",
+        risk_class=RiskClass.HIGH,
+        actions=["read", "update", "close"],
     )
     page = new_page()
     page.goto("/accounts/login/")
@@ -36,7 +42,9 @@ def test_owner_registers_grants_finds_edits_and_diffs_an_agent_and_outsider_gets
     assert page.title() == "Register an agent · Agents · Tether"
     page.fill("#id_name", "Claims triage")
     page.fill("#id_slug", "claims-triage")
-    page.fill("#id_mission", "Sort incoming claims by urgency and route them to the right adjuster.")
+    page.fill(
+        "#id_mission", "Sort incoming claims by urgency and route them to the right adjuster."
+    )
     page.select_option("#id_department", "claims")
     page.get_by_label("Development (dev)").check()
     page.get_by_label("Production (prod)").check()

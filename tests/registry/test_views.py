@@ -161,7 +161,10 @@ def test_agent_list_shows_the_highest_risk_even_when_filtering_by_a_lower_one(or
     agent = make_agent(org.claims, org.owner, "claims-triage")
     for slug, risk in (("payout", RiskClass.CRITICAL), ("lookup", RiskClass.LOW)):
         ToolGrant.objects.create(
-            agent=agent, tool=make_tool(slug, risk_class=risk), actions=["read"], environments=["dev"]
+            agent=agent,
+            tool=make_tool(slug, risk_class=risk),
+            actions=["read"],
+            environments=["dev"],
         )
     response = client_for(org.owner).get(reverse("registry:agent-list"), {"risk": "low"})
     assert "badge--risk-critical" in response.content.decode()
@@ -176,7 +179,9 @@ def test_agent_list_htmx_request_gets_only_the_table_fragment(org):
     assert "<html" not in body and "claims-triage" in body
     assert "HX-Request" in response["Vary"]
     restore = client.get(
-        reverse("registry:agent-list"), HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+        reverse("registry:agent-list"),
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_HISTORY_RESTORE_REQUEST="true",
     )
     assert "<html" in restore.content.decode()
 
@@ -265,7 +270,9 @@ def test_org_wide_owner_reads_but_cannot_edit_someone_elses_agent(org):
 @pytest.mark.parametrize("persona", ["approver", "finance", "auditor"])
 def test_readers_see_the_agent_but_no_edit_buttons(org, persona):
     agent = make_agent(org.claims, org.owner, "claims-triage")
-    ToolGrant.objects.create(agent=agent, tool=make_tool("lookup"), actions=["read"], environments=["dev"])
+    ToolGrant.objects.create(
+        agent=agent, tool=make_tool("lookup"), actions=["read"], environments=["dev"]
+    )
     response = client_for(getattr(org, persona)).get(agent.get_absolute_url())
     body = response.content.decode()
     assert response.status_code == 200
@@ -443,7 +450,9 @@ def test_editing_instructions_writes_a_version_and_the_diff_shows_it(org):
 
 def test_edit_that_strands_grants_is_a_form_error(org):
     agent = make_agent(org.claims, org.owner, "claims-triage")
-    ToolGrant.objects.create(agent=agent, tool=make_tool("lookup"), actions=["read"], environments=["prod"])
+    ToolGrant.objects.create(
+        agent=agent, tool=make_tool("lookup"), actions=["read"], environments=["prod"]
+    )
     client = client_for(org.owner)
     data = {
         k: v
@@ -534,13 +543,18 @@ def test_grant_form_turns_hostile_input_into_field_errors(org, changes, field):
 def test_owner_edits_and_revokes_a_grant(org):
     agent = make_agent(org.claims, org.owner, "claims-triage")
     tool = make_tool("crm-lookup")
-    services.grant_set(actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["dev"])
+    services.grant_set(
+        actor=org.owner, agent=agent, tool=tool, actions=["read"], environments=["dev"]
+    )
     client = client_for(org.owner)
     url = reverse("registry:grant-edit", args=[agent.slug, tool.slug])
     response = client.post(url, {"actions": ["read", "update"], "environments": ["dev", "prod"]})
     assert response.status_code == 302
     assert agent.grants.get().actions == ["read", "update"]
-    assert client.get(reverse("registry:grant-remove", args=[agent.slug, tool.slug])).status_code == 405
+    assert (
+        client.get(reverse("registry:grant-remove", args=[agent.slug, tool.slug])).status_code
+        == 405
+    )
     client.post(reverse("registry:grant-remove", args=[agent.slug, tool.slug]))
     assert not agent.grants.exists()
     assert client.get(url).status_code == 404
@@ -616,7 +630,9 @@ def test_owner_registers_a_tool_and_reads_its_contract(org):
     ],
 )
 def test_tool_form_turns_hostile_input_into_field_errors(org, changes, field, message):
-    response = client_for(org.owner).post(reverse("registry:tool-create"), tool_form_data(**changes))
+    response = client_for(org.owner).post(
+        reverse("registry:tool-create"), tool_form_data(**changes)
+    )
     assert response.status_code == 400
     errors = errors_of(response)
     assert field in errors, errors
@@ -633,7 +649,10 @@ def test_duplicate_tool_slug_is_a_form_error(org):
 
 def test_only_the_tools_owner_or_an_admin_may_edit_it(org):
     tool = make_tool("crm-lookup", owner=org.other_owner)
-    assert client_for(org.owner).get(reverse("registry:tool-edit", args=[tool.slug])).status_code == 403
+    assert (
+        client_for(org.owner).get(reverse("registry:tool-edit", args=[tool.slug])).status_code
+        == 403
+    )
     detail = client_for(org.owner).get(tool.get_absolute_url()).content.decode()
     assert "Edit tool" not in detail
     response = client_for(org.admin).post(
@@ -723,7 +742,9 @@ def test_every_registry_page_has_a_title_that_says_where_you_are(org):
         agent.get_absolute_url(): "Claims triage · Agents · Tether",
         reverse("registry:agent-edit", args=[agent.slug]): "Edit Claims triage · Agents · Tether",
         reverse("registry:agent-versions", args=[agent.slug]): "History · Claims triage · Tether",
-        reverse("registry:grant-create", args=[agent.slug]): "Grant a tool · Claims triage · Tether",
+        reverse(
+            "registry:grant-create", args=[agent.slug]
+        ): "Grant a tool · Claims triage · Tether",
         reverse("registry:binding-create", args=[agent.slug]): (
             "Bind a memory store · Claims triage · Tether"
         ),

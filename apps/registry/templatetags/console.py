@@ -8,7 +8,8 @@ from typing import Any
 
 from django import template
 from django.http import QueryDict
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
+from django.utils.safestring import mark_safe
 
 from apps.registry.constants import (
     AgentStatus,
@@ -83,3 +84,11 @@ def query(context: dict[str, Any], **changes: Any) -> str:
 def sorted_join(values: Any, sep: str = ", ") -> str:
     """A set (e.g. the user's roles) as stable, sorted text."""
     return sep.join(sorted(str(v) for v in values or []))
+
+
+@register.filter
+def breakable(value: Any) -> str:
+    """Dotted or snake_case identifiers that may wrap after a dot or underscore (escaped first,
+    so only our own <wbr> tags are marked safe)."""
+    text = str(escape(value))
+    return mark_safe(text.replace(".", ".<wbr>").replace("_", "_<wbr>"))
