@@ -28,6 +28,7 @@ from .validators import (
     validate_json_schema,
     validate_string_list,
     validate_tags,
+    validate_unreserved_slug,
 )
 
 READ = "view"
@@ -100,7 +101,9 @@ class Agent(models.Model):
     """A registered agent: who owns it, what it is for, and the envelope it runs in."""
 
     name = models.CharField(max_length=NAME_MAX)
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    slug = models.SlugField(
+        max_length=SLUG_MAX, unique=True, validators=[slug_validator, validate_unreserved_slug]
+    )
     mission = models.TextField(
         max_length=2000, help_text="What this agent is for, in a sentence or two."
     )
@@ -169,7 +172,9 @@ class Tool(models.Model):
     """The tool boundary contract: what a tool does, what it must never do, and its shape."""
 
     name = models.CharField(max_length=NAME_MAX)
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    slug = models.SlugField(
+        max_length=SLUG_MAX, unique=True, validators=[slug_validator, validate_unreserved_slug]
+    )
     description = models.TextField(max_length=2000)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -249,7 +254,9 @@ class MemoryStore(models.Model):
     """A place agents remember things, with the class that decides who may write to it."""
 
     name = models.CharField(max_length=NAME_MAX)
-    slug = models.SlugField(max_length=SLUG_MAX, unique=True, validators=[slug_validator])
+    slug = models.SlugField(
+        max_length=SLUG_MAX, unique=True, validators=[slug_validator, validate_unreserved_slug]
+    )
     description = models.TextField(max_length=2000, blank=True)
     store_class = models.CharField(max_length=16, choices=MemoryClass.choices)
     retention_days = models.PositiveIntegerField(

@@ -114,6 +114,9 @@ def _full_clean(instance: Model, *, exclude: list[str] | None = None) -> None:
         field, messages = next(iter(details.items()))
         label = "" if field == "__all__" else f"{field}: "
         raise ApplicationError(f"{label}{messages[0]}", details=details) from exc
+    except RecursionError as exc:
+        # Django's JSONField check serialises the value first; absurd nesting must be a 400.
+        raise ApplicationError("A JSON value is nested too deeply to store.") from exc
 
 
 def _require(condition: bool, message: str) -> None:

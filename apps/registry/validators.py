@@ -31,13 +31,24 @@ def validate_json_schema(value: Any) -> None:
     """A JSON Schema (2020-12) object; errors say where in the schema the problem is."""
     if not isinstance(value, dict):
         raise ValidationError('A JSON Schema must be an object, e.g. {"type": "object"}.')
-    if _size(value) > SCHEMA_MAX_BYTES:
-        raise ValidationError(f"The schema is larger than {SCHEMA_MAX_BYTES // 1024} KiB.")
     try:
+        if _size(value) > SCHEMA_MAX_BYTES:
+            raise ValidationError(f"The schema is larger than {SCHEMA_MAX_BYTES // 1024} KiB.")
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
         where = "/".join(str(p) for p in exc.path) or "(root)"
         raise ValidationError(f"Invalid JSON Schema at {where}: {exc.message}") from exc
+    except RecursionError as exc:
+        raise ValidationError("The schema is nested too deeply to check.") from exc
+
+
+# Words the console uses in URLs next to slugs (``/agents/new/``).
+RESERVED_SLUGS = frozenset({"new"})
+
+
+def validate_unreserved_slug(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"{value!r} is reserved; choose another slug.")
 
 
 def validate_environments(value: Any) -> None:
@@ -92,5 +103,9 @@ def validate_actions(value: Any) -> None:
 def validate_json_object(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError("Must be a JSON object (key: value pairs).")
-    if _size(value) > JSON_FIELD_MAX_BYTES:
+    try:
+        size = _size(value)
+    except RecursionError as exc:
+        raise ValidationError("Nested too deeply.") from exc
+    if size > JSON_FIELD_MAX_BYTES:
         raise ValidationError(f"Larger than {JSON_FIELD_MAX_BYTES // 1024} KiB.")

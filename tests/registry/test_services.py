@@ -188,3 +188,27 @@ def test_tool_without_an_output_schema_is_accepted(org):
         },
     )
     assert tool.output_schema == {}
+
+
+def test_the_slug_new_is_reserved_because_the_console_uses_it_in_urls(org):
+    with pytest.raises(ApplicationError) as exc:
+        services.agent_create(actor=org.owner, data=agent_data(org, slug="new"))
+    assert "reserved" in exc.value.message
+
+
+def test_a_schema_nested_too_deeply_to_check_is_a_clear_error(org):
+    schema: dict = {"type": "object"}
+    for _ in range(5000):
+        schema = {"type": "object", "properties": {"x": schema}}
+    with pytest.raises(ApplicationError) as exc:
+        services.tool_create(
+            actor=org.owner,
+            data={
+                "name": "Deep",
+                "slug": "deep",
+                "description": "x",
+                "actions": ["read"],
+                "input_schema": schema,
+            },
+        )
+    assert "nested too deeply" in exc.value.message.lower()
