@@ -55,7 +55,9 @@ def agent_list(
     action: str = READ,
 ) -> QuerySet[Agent]:
     """Agents the user may see, filtered; each carries ``max_risk_rank`` and ``grant_count``."""
-    agents = Agent.objects.for_user(user, action).select_related("owner", "department", "team")
+    agents = Agent.objects.for_user(user, action).select_related(
+        "owner", "department", "team__department"
+    )
     if q:
         agents = agents.filter(
             Q(name__icontains=q)
@@ -86,7 +88,9 @@ def agent_list(
 def agent_get(*, user: Any, slug: str, action: str = READ) -> Agent:
     """The agent, or 404 when it does not exist *or* the user may not see it."""
     return get_object_or_404(
-        Agent.objects.for_user(user, action).select_related("owner", "department", "team"),
+        Agent.objects.for_user(user, action).select_related(
+            "owner", "department", "team__department"
+        ),
         slug=slug,
     )
 
@@ -216,7 +220,11 @@ def home_summary(*, user: Any) -> HomeSummary:
     for row in agents.values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     active = list(agent_list(user=user, status=AgentStatus.ACTIVE)[:50])
-    unowned = list(agents.filter(owner__isnull=True).exclude(status=AgentStatus.RETIRED)[:50])
+    unowned = list(
+        agents.filter(owner__isnull=True)
+        .exclude(status=AgentStatus.RETIRED)
+        .select_related("department", "team__department")[:50]
+    )
     from .models import ToolGrant
 
     ungated = list(
@@ -258,7 +266,7 @@ def with_agent_details(agents: QuerySet[Agent]) -> QuerySet[Agent]:
 
 def agent_get_detailed(*, user: Any, slug: str) -> Agent:
     """The agent with its details (404 when out of scope)."""
-    agents = Agent.objects.for_user(user).select_related("owner", "department", "team")
+    agents = Agent.objects.for_user(user).select_related("owner", "department", "team__department")
     return get_object_or_404(with_agent_details(agents), slug=slug)
 
 
