@@ -17,6 +17,19 @@ def fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings) -> None:
+    """Templates call {% static %}; the hashed-manifest storage would need collectstatic first.
+
+    The browser tests' live server answers /static/ itself through the finders (pytest-django
+    wraps it in StaticFilesHandler), so a fresh clone needs no collectstatic for them either.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @dataclass
 class Org:
     claims: Department

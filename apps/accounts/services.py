@@ -11,6 +11,7 @@ from apps.audit.services import Actor, audit_record
 from apps.common.errors import ApplicationError, NotPermitted
 from apps.common.tokens import IssuedToken, issue_token
 
+from .constants import Role
 from .models import Department, PersonalToken, RoleAssignment, Team, User
 from .permissions import forget_scope, scope_of
 
@@ -32,9 +33,17 @@ def role_assign(
         raise NotPermitted("Only admins assign roles.")
     if department and team:
         raise ApplicationError("Scope a role to a department or a team, not both.")
+    if role == Role.ADMIN and (department or team):
+        raise ApplicationError(
+            "The admin role is organisation-wide; leave department and team empty."
+        )
     assignment, _ = RoleAssignment.objects.get_or_create(
         user=user, role=role, department=department, team=team
     )
+    if role == Role.ADMIN and not (user.is_staff and user.is_superuser):
+        # Admins administer everything, the Django admin included.
+        user.is_staff = user.is_superuser = True
+        user.save(update_fields=["is_staff", "is_superuser"])
     audit_record(
         actor=Actor.user(actor) if actor else Actor.system(),
         action="accounts.role.assigned",

@@ -1,6 +1,6 @@
 """Small pieces every API view shares: a serializer that refuses undeclared keys, strict
-strings, absolute ``url`` fields and limit/offset pagination. The parsers are in
-``apps.common.parsers``."""
+strings, absolute ``url`` fields, input validation, one-object answers and limit/offset
+pagination. The parsers are in ``apps.common.parsers``."""
 
 from __future__ import annotations
 
@@ -118,6 +118,34 @@ class AbsoluteUrlField(serializers.Field):
 
 def absolute_url(request: Request, view_name: str, **kwargs: Any) -> str:
     return request.build_absolute_uri(reverse(view_name, kwargs=kwargs))
+
+
+# --- input and output ------------------------------------------------------------------------
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> Any:
+    """``data`` parsed by an input serializer; bad input raises, and the API answers 400."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def list_filters(request: Request, serializer_class: type[ListFilterSerializer]) -> dict[str, Any]:
+    """A list endpoint's validated query parameters, without ``limit`` and ``offset``."""
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.filters()
+
+
+def object_response(
+    request: Request,
+    serializer_class: type[serializers.BaseSerializer],
+    instance: Any,
+    *,
+    status: int = 200,
+) -> Response:
+    """One object in its output representation (its ``url`` fields need the request)."""
+    return Response(serializer_class(instance, context={"request": request}).data, status=status)
 
 
 # --- pagination ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from django import forms
 from django.db.models import Q, QuerySet
@@ -36,10 +36,9 @@ from .constants import (
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, can_create_agent
+from .validators import RESERVED_SLUGS
 
 JSON_MAX_DEPTH = 32
-# Slugs the console's own URLs use next to /agents/<slug>/ and friends.
-RESERVED_SLUGS = frozenset({"new"})
 # PostgreSQL integers stop at 2**31 - 1; anything near that is a typo, not a rate limit.
 RATE_LIMIT_MAX = 1_000_000
 RETENTION_DAYS_MAX = 36_500
@@ -228,6 +227,19 @@ def registrable_teams(user: Any) -> QuerySet[Team]:
     ).select_related("department")
 
 
+def _reject_reserved_slug(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise forms.ValidationError(f"{value!r} is reserved; pick another slug.")
+
+
+def _slug_field(help_text: str) -> forms.CharField:
+    return forms.CharField(
+        max_length=SLUG_MAX,
+        validators=[slug_validator, _reject_reserved_slug],
+        help_text=help_text,
+    )
+
+
 def _owner_field(label: str = "Owner") -> forms.ModelChoiceField:
     return forms.ModelChoiceField(
         queryset=User.objects.filter(is_active=True).order_by("username"),
@@ -237,6 +249,39 @@ def _owner_field(label: str = "Owner") -> forms.ModelChoiceField:
         label=label,
         help_text="Admins can register on someone's behalf or transfer ownership.",
     )
+
+
+class RegistryEntryForm(forms.Form):
+    """What the agent, tool and memory store forms share.
+
+    ``entry=None`` registers a new one; editing starts from the entry's values and drops the
+    slug, which cannot change. Only admins pick an owner (themselves unless they choose someone
+    else); everyone else owns what they register. ``service_data()`` is the ``data`` the
+    create and update services take: the ``data_fields`` the form has.
+    """
+
+    data_fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *args: Any, user: Any, entry: Any = None, **kwargs: Any) -> None:
+        if entry is not None and "initial" not in kwargs:
+            kwargs["initial"] = self.initial_from(entry)
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if entry is not None:
+            del self.fields["slug"]
+        if not scope_of(user).is_admin:
+            del self.fields["owner"]
+        elif entry is None:
+            self.fields["owner"].initial = user.get_username()
+
+    def initial_from(self, entry: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def service_data(self) -> dict[str, Any]:
+        data = {k: self.cleaned_data[k] for k in self.data_fields if k in self.cleaned_data}
+        if "data_classes" in data:
+            data["data_classes"] = list(data["data_classes"])
+        return data
 
 
 # --- agents ----------------------------------------------------------------------------------
@@ -250,16 +295,16 @@ AGENT_DATA_FIELDS = (
 )  # fmt: skip
 
 
-class AgentForm(forms.Form):
+class AgentForm(RegistryEntryForm):
     """Register or edit an agent. ``agent=None`` registers a new one."""
+
+    data_fields = AGENT_DATA_FIELDS
 
     name = forms.CharField(
         max_length=NAME_MAX, help_text="What people call it, e.g. Claims triage."
     )
-    slug = forms.CharField(
-        max_length=SLUG_MAX,
-        validators=[slug_validator],
-        help_text="Its id in URLs, manifests and the SDK; lowercase and hyphens. Cannot change later.",
+    slug = _slug_field(
+        "Its id in URLs, manifests and the SDK; lowercase and hyphens. Cannot change later."
     )
     mission = forms.CharField(
         max_length=2000,
@@ -358,12 +403,8 @@ class AgentForm(forms.Form):
     )
 
     def __init__(self, *args: Any, user: Any, agent: Agent | None = None, **kwargs: Any) -> None:
-        if agent is not None and "initial" not in kwargs:
-            kwargs["initial"] = agent_initial(agent)
-        super().__init__(*args, **kwargs)
-        self.user = user
+        super().__init__(*args, user=user, entry=agent, **kwargs)
         self.agent = agent
-        scope = scope_of(user)
         departments = registrable_departments(user)
         teams = registrable_teams(user)
         if agent is not None:
@@ -374,21 +415,37 @@ class AgentForm(forms.Form):
             teams = Team.objects.filter(
                 Q(pk__in=teams.values("pk")) | Q(pk=agent.team_id or 0)
             ).select_related("department")
-            del self.fields["slug"]
         else:
             del self.fields["change_summary"]
         _model_choice(self, "department").queryset = departments.order_by("name")
         _model_choice(self, "team").queryset = teams.order_by("department__name", "name")
-        if not scope.is_admin:
-            del self.fields["owner"]
-        elif agent is None:
-            self.fields["owner"].initial = user.get_username()
 
-    def clean_slug(self) -> str:
-        slug = self.cleaned_data["slug"]
-        if slug in RESERVED_SLUGS:
-            raise forms.ValidationError(f"{slug!r} is reserved; pick another slug.")
-        return slug
+    def initial_from(self, agent: Agent) -> dict[str, Any]:
+        return {
+            "name": agent.name,
+            "mission": agent.mission,
+            "owner": agent.owner.get_username() if agent.owner else None,
+            "department": agent.department.slug,
+            "team": agent.team.slug if agent.team else None,
+            "business_process": agent.business_process,
+            "status": agent.status,
+            "model_family": agent.model_family,
+            "default_model": agent.default_model,
+            "providers": list(agent.providers),
+            "autonomy_level": agent.autonomy_level,
+            "environments": list(agent.environments),
+            "failure_posture": agent.failure_posture,
+            "shutdown_action": agent.shutdown_action,
+            "shutdown_contact": agent.shutdown_contact,
+            "shutdown_notes": agent.shutdown_notes,
+            "rollback_action": agent.rollback_action,
+            "rollback_contact": agent.rollback_contact,
+            "rollback_notes": agent.rollback_notes,
+            "tags": list(agent.tags),
+            "instructions": agent.instructions,
+            "knowledge_base_version": agent.knowledge_base_version,
+            "parameters": dict(agent.parameters),
+        }
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -411,36 +468,9 @@ class AgentForm(forms.Form):
             )
         return cleaned
 
-    def service_data(self) -> dict[str, Any]:
-        return {k: self.cleaned_data[k] for k in AGENT_DATA_FIELDS if k in self.cleaned_data}
-
-
-def agent_initial(agent: Agent) -> dict[str, Any]:
-    return {
-        "name": agent.name,
-        "mission": agent.mission,
-        "owner": agent.owner.get_username() if agent.owner else None,
-        "department": agent.department.slug,
-        "team": agent.team.slug if agent.team else None,
-        "business_process": agent.business_process,
-        "status": agent.status,
-        "model_family": agent.model_family,
-        "default_model": agent.default_model,
-        "providers": list(agent.providers),
-        "autonomy_level": agent.autonomy_level,
-        "environments": list(agent.environments),
-        "failure_posture": agent.failure_posture,
-        "shutdown_action": agent.shutdown_action,
-        "shutdown_contact": agent.shutdown_contact,
-        "shutdown_notes": agent.shutdown_notes,
-        "rollback_action": agent.rollback_action,
-        "rollback_contact": agent.rollback_contact,
-        "rollback_notes": agent.rollback_notes,
-        "tags": list(agent.tags),
-        "instructions": agent.instructions,
-        "knowledge_base_version": agent.knowledge_base_version,
-        "parameters": dict(agent.parameters),
-    }
+    def summary(self) -> str:
+        """The change summary for the version history (edits only; empty when registering)."""
+        return self.cleaned_data.get("change_summary", "")
 
 
 # --- grants and memory bindings --------------------------------------------------------------
@@ -513,6 +543,11 @@ class GrantForm(forms.Form):
             raise forms.ValidationError("Pick a moment in the future, or leave it empty.")
         return value
 
+    def service_data(self) -> dict[str, Any]:
+        """``grant_set``'s arguments besides the actor and the agent."""
+        keys = ("tool", "actions", "environments", "constraints", "expires_at")
+        return {key: self.cleaned_data[key] for key in keys}
+
 
 class MemoryBindingForm(forms.Form):
     store = forms.ModelChoiceField(
@@ -534,6 +569,10 @@ class MemoryBindingForm(forms.Form):
         self.fields["store"].label_from_instance = (  # type: ignore[attr-defined]
             lambda s: f"{s.name} · {s.get_store_class_display()}"
         )
+
+    def service_data(self) -> dict[str, Any]:
+        """``memory_binding_set``'s arguments besides the actor and the agent."""
+        return {"store": self.cleaned_data["store"], "access": self.cleaned_data["access"]}
 
 
 class VersionCompareForm(forms.Form):
@@ -564,13 +603,11 @@ TOOL_DATA_FIELDS = (
 )  # fmt: skip
 
 
-class ToolForm(forms.Form):
+class ToolForm(RegistryEntryForm):
+    data_fields = TOOL_DATA_FIELDS
+
     name = forms.CharField(max_length=NAME_MAX, help_text="e.g. CRM lookup")
-    slug = forms.CharField(
-        max_length=SLUG_MAX,
-        validators=[slug_validator],
-        help_text="The name agents call it by; lowercase and hyphens. Cannot change later.",
-    )
+    slug = _slug_field("The name agents call it by; lowercase and hyphens. Cannot change later.")
     description = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
     owner = _owner_field()
     risk_class = forms.ChoiceField(
@@ -625,39 +662,23 @@ class ToolForm(forms.Form):
     )
 
     def __init__(self, *args: Any, user: Any, tool: Tool | None = None, **kwargs: Any) -> None:
-        if tool is not None and "initial" not in kwargs:
-            kwargs["initial"] = {
-                "name": tool.name, "description": tool.description,
-                "owner": tool.owner.get_username() if tool.owner else None,
-                "risk_class": tool.risk_class, "actions": list(tool.actions),
-                "capabilities": tool.capabilities, "prohibitions": tool.prohibitions,
-                "input_schema": tool.input_schema, "output_schema": tool.output_schema,
-                "data_classes": [dc.slug for dc in tool.data_classes.all()],
-                "rate_limit_per_minute": tool.rate_limit_per_minute,
-                "approval_required": tool.approval_required, "reversible": tool.reversible,
-                "rollback_hint": tool.rollback_hint, "audit_event": tool.audit_event,
-            }  # fmt: skip
-        super().__init__(*args, **kwargs)
-        if tool is not None:
-            del self.fields["slug"]
-        if not scope_of(user).is_admin:
-            del self.fields["owner"]
-        elif tool is None:
-            self.fields["owner"].initial = user.get_username()
+        super().__init__(*args, user=user, entry=tool, **kwargs)
         if tool is None and not self.is_bound:
             self.fields["input_schema"].initial = {"type": "object", "properties": {}}
             self.fields["output_schema"].initial = {"type": "object"}
 
-    def clean_slug(self) -> str:
-        slug = self.cleaned_data["slug"]
-        if slug in RESERVED_SLUGS:
-            raise forms.ValidationError(f"{slug!r} is reserved; pick another slug.")
-        return slug
-
-    def service_data(self) -> dict[str, Any]:
-        data = {k: self.cleaned_data[k] for k in TOOL_DATA_FIELDS if k in self.cleaned_data}
-        data["data_classes"] = list(data.get("data_classes", []))
-        return data
+    def initial_from(self, tool: Tool) -> dict[str, Any]:
+        return {
+            "name": tool.name, "description": tool.description,
+            "owner": tool.owner.get_username() if tool.owner else None,
+            "risk_class": tool.risk_class, "actions": list(tool.actions),
+            "capabilities": tool.capabilities, "prohibitions": tool.prohibitions,
+            "input_schema": tool.input_schema, "output_schema": tool.output_schema,
+            "data_classes": [dc.slug for dc in tool.data_classes.all()],
+            "rate_limit_per_minute": tool.rate_limit_per_minute,
+            "approval_required": tool.approval_required, "reversible": tool.reversible,
+            "rollback_hint": tool.rollback_hint, "audit_event": tool.audit_event,
+        }  # fmt: skip
 
 
 MEMORY_DATA_FIELDS = (
@@ -665,13 +686,11 @@ MEMORY_DATA_FIELDS = (
 )  # fmt: skip
 
 
-class MemoryStoreForm(forms.Form):
+class MemoryStoreForm(RegistryEntryForm):
+    data_fields = MEMORY_DATA_FIELDS
+
     name = forms.CharField(max_length=NAME_MAX, help_text="e.g. Claims case notes")
-    slug = forms.CharField(
-        max_length=SLUG_MAX,
-        validators=[slug_validator],
-        help_text="Its id in manifests; lowercase and hyphens. Cannot change later.",
-    )
+    slug = _slug_field("Its id in manifests; lowercase and hyphens. Cannot change later.")
     description = forms.CharField(
         max_length=2000, required=False, widget=forms.Textarea(attrs={"rows": 3})
     )
@@ -693,31 +712,15 @@ class MemoryStoreForm(forms.Form):
     def __init__(
         self, *args: Any, user: Any, store: MemoryStore | None = None, **kwargs: Any
     ) -> None:
-        if store is not None and "initial" not in kwargs:
-            kwargs["initial"] = {
-                "name": store.name, "description": store.description,
-                "owner": store.owner.get_username() if store.owner else None,
-                "store_class": store.store_class, "retention_days": store.retention_days,
-                "data_classes": [dc.slug for dc in store.data_classes.all()],
-            }  # fmt: skip
-        super().__init__(*args, **kwargs)
-        if store is not None:
-            del self.fields["slug"]
-        if not scope_of(user).is_admin:
-            del self.fields["owner"]
-        elif store is None:
-            self.fields["owner"].initial = user.get_username()
+        super().__init__(*args, user=user, entry=store, **kwargs)
 
-    def clean_slug(self) -> str:
-        slug = self.cleaned_data["slug"]
-        if slug in RESERVED_SLUGS:
-            raise forms.ValidationError(f"{slug!r} is reserved; pick another slug.")
-        return slug
-
-    def service_data(self) -> dict[str, Any]:
-        data = {k: self.cleaned_data[k] for k in MEMORY_DATA_FIELDS if k in self.cleaned_data}
-        data["data_classes"] = list(data.get("data_classes", []))
-        return data
+    def initial_from(self, store: MemoryStore) -> dict[str, Any]:
+        return {
+            "name": store.name, "description": store.description,
+            "owner": store.owner.get_username() if store.owner else None,
+            "store_class": store.store_class, "retention_days": store.retention_days,
+            "data_classes": [dc.slug for dc in store.data_classes.all()],
+        }  # fmt: skip
 
 
 # --- list filters ----------------------------------------------------------------------------
@@ -727,10 +730,19 @@ def _blank(choices: Iterable[tuple[str, str]], label: str) -> list[tuple[str, st
     return [("", label), *choices]
 
 
-class AgentFilterForm(forms.Form):
-    """GET filters for the agent list; an invalid value is reported and ignored."""
+class ListFilterForm(forms.Form):
+    """GET filters for a list: a search box and the fields a subclass adds."""
 
     q = forms.CharField(max_length=100, required=False, label="Search")
+
+    def filters(self) -> dict[str, str]:
+        """The valid filters; a field with an error is reported and falls back to no filter."""
+        self.is_valid()
+        cleaned = getattr(self, "cleaned_data", {})
+        return {name: cleaned.get(name) or "" for name in self.fields if name not in self.errors}
+
+
+class AgentFilterForm(ListFilterForm):
     owner = forms.ChoiceField(required=False, choices=())
     department = forms.ChoiceField(required=False, choices=())
     status = forms.ChoiceField(required=False, choices=_blank(AgentStatus.choices, "Any status"))
@@ -749,30 +761,12 @@ class AgentFilterForm(forms.Form):
         _choice(self, "owner").choices = [("", "Any owner"), ("none", "Unowned"), *owners]
         _choice(self, "department").choices = [("", "Any department"), *departments]
 
-    def filters(self) -> dict[str, str]:
-        """The valid filters; fields with errors fall back to no filter."""
-        self.is_valid()
-        cleaned = getattr(self, "cleaned_data", {})
-        return {name: cleaned.get(name) or "" for name in self.fields if name not in self.errors}
 
-
-class ToolFilterForm(forms.Form):
-    q = forms.CharField(max_length=100, required=False, label="Search")
+class ToolFilterForm(ListFilterForm):
     risk = forms.ChoiceField(required=False, choices=_blank(RiskClass.choices, "Any risk"))
 
-    def filters(self) -> dict[str, str]:
-        self.is_valid()
-        cleaned = getattr(self, "cleaned_data", {})
-        return {name: cleaned.get(name) or "" for name in self.fields if name not in self.errors}
 
-
-class MemoryFilterForm(forms.Form):
-    q = forms.CharField(max_length=100, required=False, label="Search")
+class MemoryFilterForm(ListFilterForm):
     store_class = forms.ChoiceField(
         required=False, choices=_blank(MemoryClass.choices, "Any class"), label="Class"
     )
-
-    def filters(self) -> dict[str, str]:
-        self.is_valid()
-        cleaned = getattr(self, "cleaned_data", {})
-        return {name: cleaned.get(name) or "" for name in self.fields if name not in self.errors}

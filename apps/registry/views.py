@@ -8,23 +8,24 @@ people who may not use them, and the services refuse anyway.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, prefetch_related_objects
+from django.db.models import Prefetch, QuerySet, prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts.permissions import scope_of
 from apps.accounts.selectors import department_list
 from apps.accounts.views import current_user, no_role_page, role_required
 from apps.common.errors import ApplicationError
-from apps.common.htmx import is_htmx
+from apps.common.htmx import htmx_partial
 
 from . import selectors, services
 from .constants import MemoryClass, RiskClass
@@ -46,21 +47,14 @@ AGENTS_PER_PAGE = 250
 CATALOG_PER_PAGE = 250
 VERSIONS_PER_PAGE = 100
 
+T = TypeVar("T")
+
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
 def error_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
     return render(request, "error.html", {"status": status, "message": message}, status=status)
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx swap wants the fragment; a history restore after a cache miss wants the page."""
-    return is_htmx(request) and request.headers.get("HX-History-Restore-Request") != "true"
-
-
-def form_status(request: HttpRequest, form: Any) -> int:
-    return 400 if request.method == "POST" and form.errors else 200
 
 
 def _can_change_agent(user: Any, agent: Agent) -> bool:
@@ -72,7 +66,58 @@ def _can_change_catalog(user: Any, entry: Tool | MemoryStore) -> bool:
 
 
 def _post_data(request: HttpRequest) -> Any:
+    """What to bind a form to: the POST, or nothing (an unbound form) for a GET."""
     return request.POST if request.method == "POST" else None
+
+
+def _save(form: forms.Form, call_service: Callable[[], T]) -> T | None:
+    """Hand a valid form to its service and answer what the service saved.
+
+    None when there is nothing to save (an unbound or invalid form) or the service refused;
+    its reasons are then on the form, field by field.
+    """
+    if not form.is_valid():
+        return None
+    try:
+        return call_service()
+    except ApplicationError as exc:
+        apply_service_error(form, exc)
+        return None
+
+
+def _form_page(
+    request: HttpRequest, template: str, form: forms.Form, **context: Any
+) -> HttpResponse:
+    """A form page; 400 when it shows a refused POST, so no client takes it for a success."""
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, template, {**context, "form": form}, status=status)
+
+
+def _list_page(
+    request: HttpRequest,
+    template: str,
+    table: str,
+    *,
+    filter_form: forms.Form,
+    filters: dict[str, str],
+    items: str,
+    queryset: QuerySet[Any],
+    per_page: int,
+    **context: Any,
+) -> HttpResponse:
+    """A filtered list, one page at a time: the whole page, or only its ``table`` for an htmx
+    swap. ``items`` is the name the templates know the page's objects by."""
+    page = Paginator(queryset, per_page).get_page(request.GET.get("page"))
+    context.update(
+        {
+            "filter_form": filter_form,
+            "filtered": any(filters.values()),
+            "page": page,
+            items: page.object_list,
+            "can_register": can_create_catalog_entry(request.user),
+        }
+    )
+    return htmx_partial(request, template, context, partial=table)
 
 
 # --- home ------------------------------------------------------------------------------------
@@ -106,24 +151,17 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         request.GET, owners=selectors.agent_owner_choices(user=user), departments=departments
     )
     filters = filter_form.filters()
-    agents = selectors.agent_list(user=user, **filters)
-    page = Paginator(agents, AGENTS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "section": "agents",
-        "filter_form": filter_form,
-        "filtered": any(filters.values()),
-        "page": page,
-        "agents": page.object_list,
-        "can_register": can_create_catalog_entry(user),
-    }
-    template = (
-        "registry/partials/agent_table.html"
-        if wants_fragment(request)
-        else "registry/agent_list.html"
+    return _list_page(
+        request,
+        "registry/agent_list.html",
+        "registry/partials/agent_table.html",
+        filter_form=filter_form,
+        filters=filters,
+        items="agents",
+        queryset=selectors.agent_list(user=user, **filters),
+        per_page=AGENTS_PER_PAGE,
+        section="agents",
     )
-    response = render(request, template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 @role_required
@@ -135,16 +173,10 @@ def agent_create(request: HttpRequest) -> HttpResponse:
             request, 403, "Only owners and admins register agents. Ask an admin for the owner role."
         )
     form = AgentForm(_post_data(request), user=user)
-    if request.method == "POST" and form.is_valid():
-        try:
-            agent = services.agent_create(actor=user, data=form.service_data())
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-        else:
-            messages.success(request, f"Registered {agent.name} as version 1.")
-            return redirect(agent)
-    context = {"section": "agents", "form": form, "agent": None}
-    return render(request, "registry/agent_form.html", context, status=form_status(request, form))
+    if agent := _save(form, lambda: services.agent_create(actor=user, data=form.service_data())):
+        messages.success(request, f"Registered {agent.name} as version 1.")
+        return redirect(agent)
+    return _form_page(request, "registry/agent_form.html", form, section="agents", agent=None)
 
 
 @login_required  # outsiders: the selector answers 404
@@ -173,20 +205,18 @@ def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if not _can_change_agent(user, agent):
         return error_page(request, 403, "Only the agent's owner or an admin can change it.")
     form = AgentForm(_post_data(request), user=user, agent=agent)
-    if request.method == "POST" and form.is_valid():
-        summary = form.cleaned_data.get("change_summary", "")
-        try:
-            services.agent_update(
-                actor=user, agent=agent, data=form.service_data(), summary=summary
-            )
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-            agent = selectors.agent_get(user=user, slug=slug)  # the service touched our copy
-        else:
-            messages.success(request, f"Saved {agent.name}.")
-            return redirect(agent)
-    context = {"section": "agents", "form": form, "agent": agent}
-    return render(request, "registry/agent_form.html", context, status=form_status(request, form))
+    saved = _save(
+        form,
+        lambda: services.agent_update(
+            actor=user, agent=agent, data=form.service_data(), summary=form.summary()
+        ),
+    )
+    if saved:
+        messages.success(request, f"Saved {saved.name}.")
+        return redirect(saved)
+    if form.is_bound:
+        agent = selectors.agent_get(user=user, slug=slug)  # a refused update touched our copy
+    return _form_page(request, "registry/agent_form.html", form, section="agents", agent=agent)
 
 
 # --- grants and memory bindings --------------------------------------------------------------
@@ -221,23 +251,14 @@ def grant_form(request: HttpRequest, slug: str, tool_slug: str | None = None) ->
         _post_data(request), user=user, agent=agent, tool=grant.tool if grant else None,
         initial=initial,
     )  # fmt: skip
-    if request.method == "POST" and form.is_valid():
-        cleaned = form.cleaned_data
-        try:
-            services.grant_set(
-                actor=user, agent=agent, tool=cleaned["tool"], actions=cleaned["actions"],
-                environments=cleaned["environments"], constraints=cleaned["constraints"],
-                expires_at=cleaned["expires_at"],
-            )  # fmt: skip
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-        else:
-            messages.success(
-                request, f"{agent.name} may now use {cleaned['tool'].name} as granted."
-            )
-            return redirect(agent)
-    context = {"section": "agents", "agent": agent, "form": form, "grant": grant}
-    return render(request, "registry/grant_form.html", context, status=form_status(request, form))
+    if granted := _save(
+        form, lambda: services.grant_set(actor=user, agent=agent, **form.service_data())
+    ):
+        messages.success(request, f"{agent.name} may now use {granted.tool.name} as granted.")
+        return redirect(agent)
+    return _form_page(
+        request, "registry/grant_form.html", form, section="agents", agent=agent, grant=grant
+    )
 
 
 @login_required  # outsiders: the selector answers 404
@@ -264,19 +285,12 @@ def memory_binding_create(request: HttpRequest, slug: str) -> HttpResponse:
     if refused:
         return refused
     form = MemoryBindingForm(_post_data(request), user=user)
-    if request.method == "POST" and form.is_valid():
-        store = form.cleaned_data["store"]
-        try:
-            services.memory_binding_set(
-                actor=user, agent=agent, store=store, access=form.cleaned_data["access"]
-            )
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-        else:
-            messages.success(request, f"{agent.name} is bound to {store.name}.")
-            return redirect(agent)
-    context = {"section": "agents", "agent": agent, "form": form}
-    return render(request, "registry/binding_form.html", context, status=form_status(request, form))
+    if binding := _save(
+        form, lambda: services.memory_binding_set(actor=user, agent=agent, **form.service_data())
+    ):
+        messages.success(request, f"{agent.name} is bound to {binding.store.name}.")
+        return redirect(agent)
+    return _form_page(request, "registry/binding_form.html", form, section="agents", agent=agent)
 
 
 @login_required  # outsiders: the selector answers 404
@@ -397,25 +411,18 @@ def agent_version_diff(request: HttpRequest, slug: str) -> HttpResponse:
 def tool_list(request: HttpRequest) -> HttpResponse:
     filter_form = ToolFilterForm(request.GET)
     filters = filter_form.filters()
-    tools = selectors.tool_list(user=request.user, **filters)
-    page = Paginator(tools, CATALOG_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "section": "tools",
-        "filter_form": filter_form,
-        "filtered": any(filters.values()),
-        "page": page,
-        "tools": page.object_list,
-        "can_register": can_create_catalog_entry(request.user),
-        "critical": RiskClass.CRITICAL,
-    }
-    template = (
-        "registry/partials/tool_table.html"
-        if wants_fragment(request)
-        else "registry/tool_list.html"
+    return _list_page(
+        request,
+        "registry/tool_list.html",
+        "registry/partials/tool_table.html",
+        filter_form=filter_form,
+        filters=filters,
+        items="tools",
+        queryset=selectors.tool_list(user=request.user, **filters),
+        per_page=CATALOG_PER_PAGE,
+        section="tools",
+        critical=RiskClass.CRITICAL,
     )
-    response = render(request, template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 @login_required  # outsiders: the selector answers 404
@@ -442,16 +449,10 @@ def tool_create(request: HttpRequest) -> HttpResponse:
     if not can_create_catalog_entry(user):
         return error_page(request, 403, "Only owners and admins register tools.")
     form = ToolForm(_post_data(request), user=user)
-    if request.method == "POST" and form.is_valid():
-        try:
-            tool = services.tool_create(actor=user, data=form.service_data())
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-        else:
-            messages.success(request, f"Registered the tool {tool.name}.")
-            return redirect(tool)
-    context = {"section": "tools", "form": form, "tool": None}
-    return render(request, "registry/tool_form.html", context, status=form_status(request, form))
+    if tool := _save(form, lambda: services.tool_create(actor=user, data=form.service_data())):
+        messages.success(request, f"Registered the tool {tool.name}.")
+        return redirect(tool)
+    return _form_page(request, "registry/tool_form.html", form, section="tools", tool=None)
 
 
 @login_required  # outsiders: the selector answers 404
@@ -462,17 +463,14 @@ def tool_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if not _can_change_catalog(user, tool):
         return error_page(request, 403, "Only the tool's owner or an admin can change it.")
     form = ToolForm(_post_data(request), user=user, tool=tool)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.tool_update(actor=user, tool=tool, data=form.service_data())
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-            tool = selectors.tool_get(user=user, slug=slug)
-        else:
-            messages.success(request, f"Saved the tool {tool.name}.")
-            return redirect(tool)
-    context = {"section": "tools", "form": form, "tool": tool}
-    return render(request, "registry/tool_form.html", context, status=form_status(request, form))
+    if saved := _save(
+        form, lambda: services.tool_update(actor=user, tool=tool, data=form.service_data())
+    ):
+        messages.success(request, f"Saved the tool {saved.name}.")
+        return redirect(saved)
+    if form.is_bound:
+        tool = selectors.tool_get(user=user, slug=slug)  # a refused update touched our copy
+    return _form_page(request, "registry/tool_form.html", form, section="tools", tool=tool)
 
 
 # --- memory stores ---------------------------------------------------------------------------
@@ -482,24 +480,17 @@ def tool_edit(request: HttpRequest, slug: str) -> HttpResponse:
 def memory_list(request: HttpRequest) -> HttpResponse:
     filter_form = MemoryFilterForm(request.GET)
     filters = filter_form.filters()
-    stores = selectors.memory_store_list(user=request.user, **filters)
-    page = Paginator(stores, CATALOG_PER_PAGE).get_page(request.GET.get("page"))
-    context = {
-        "section": "memory",
-        "filter_form": filter_form,
-        "filtered": any(filters.values()),
-        "page": page,
-        "stores": page.object_list,
-        "can_register": can_create_catalog_entry(request.user),
-    }
-    template = (
-        "registry/partials/memory_table.html"
-        if wants_fragment(request)
-        else "registry/memory_list.html"
+    return _list_page(
+        request,
+        "registry/memory_list.html",
+        "registry/partials/memory_table.html",
+        filter_form=filter_form,
+        filters=filters,
+        items="stores",
+        queryset=selectors.memory_store_list(user=request.user, **filters),
+        per_page=CATALOG_PER_PAGE,
+        section="memory",
     )
-    response = render(request, template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
 
 
 @login_required  # outsiders: the selector answers 404
@@ -527,16 +518,12 @@ def memory_create(request: HttpRequest) -> HttpResponse:
     if not can_create_catalog_entry(user):
         return error_page(request, 403, "Only owners and admins register memory stores.")
     form = MemoryStoreForm(_post_data(request), user=user)
-    if request.method == "POST" and form.is_valid():
-        try:
-            store = services.memory_store_create(actor=user, data=form.service_data())
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-        else:
-            messages.success(request, f"Registered the memory store {store.name}.")
-            return redirect(store)
-    context = {"section": "memory", "form": form, "store": None}
-    return render(request, "registry/memory_form.html", context, status=form_status(request, form))
+    if store := _save(
+        form, lambda: services.memory_store_create(actor=user, data=form.service_data())
+    ):
+        messages.success(request, f"Registered the memory store {store.name}.")
+        return redirect(store)
+    return _form_page(request, "registry/memory_form.html", form, section="memory", store=None)
 
 
 @login_required  # outsiders: the selector answers 404
@@ -547,14 +534,12 @@ def memory_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if not _can_change_catalog(user, store):
         return error_page(request, 403, "Only the store's owner or an admin can change it.")
     form = MemoryStoreForm(_post_data(request), user=user, store=store)
-    if request.method == "POST" and form.is_valid():
-        try:
-            services.memory_store_update(actor=user, store=store, data=form.service_data())
-        except ApplicationError as exc:
-            apply_service_error(form, exc)
-            store = selectors.memory_store_get(user=user, slug=slug)
-        else:
-            messages.success(request, f"Saved the memory store {store.name}.")
-            return redirect(store)
-    context = {"section": "memory", "form": form, "store": store}
-    return render(request, "registry/memory_form.html", context, status=form_status(request, form))
+    if saved := _save(
+        form,
+        lambda: services.memory_store_update(actor=user, store=store, data=form.service_data()),
+    ):
+        messages.success(request, f"Saved the memory store {saved.name}.")
+        return redirect(saved)
+    if form.is_bound:
+        store = selectors.memory_store_get(user=user, slug=slug)  # a refused update touched it
+    return _form_page(request, "registry/memory_form.html", form, section="memory", store=store)

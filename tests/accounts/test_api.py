@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -13,15 +12,11 @@ from rest_framework.test import APIClient
 from apps.accounts import services
 from apps.accounts.models import PersonalToken
 
+from ..clients import api_client as client_for
+
 pytestmark = pytest.mark.django_db
 
 TOKENS = "/api/v1/me/tokens/"
-
-
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def bearer(plaintext: str) -> APIClient:

@@ -71,3 +71,18 @@ def test_tool_catalogue_is_read_by_every_role_and_changed_by_its_owner(org):
     assert Tool.objects.for_user(org.approver).filter(pk=tool.pk).exists()
     assert not Tool.objects.for_user(org.owner, "change").filter(pk=tool.pk).exists()
     assert Tool.objects.for_user(org.other_owner, "change").filter(pk=tool.pk).exists()
+
+
+def test_the_admin_role_opens_the_django_admin(org, client):
+    client.force_login(org.admin)
+    assert client.get("/admin/").status_code == 200
+    client.force_login(org.owner)
+    assert client.get("/admin/").status_code == 302  # to the admin login: owners are not staff
+
+
+def test_the_admin_role_cannot_be_scoped(org):
+    from apps.accounts.services import role_assign
+    from apps.common.errors import ApplicationError
+
+    with pytest.raises(ApplicationError):
+        role_assign(actor=org.admin, user=org.owner, role="admin", department=org.claims)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pytest
 from django.test import Client
@@ -12,24 +11,10 @@ from django.urls import reverse
 from apps.accounts.models import PersonalToken
 from apps.accounts.services import token_create
 
+from ..clients import console_client as client_for
 from ..factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """Templates call {% static %}; the manifest storage would need collectstatic first."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def test_login_page_logs_a_person_in_and_lands_on_the_overview(org):

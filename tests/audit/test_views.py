@@ -5,30 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.test import Client
 from django.urls import reverse
 
 from apps.audit.services import Actor, audit_record
 from apps.registry import services
 
+from ..clients import console_client as client_for
 from ..factories import make_user
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """Templates call {% static %}; the manifest storage would need collectstatic first."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def register(org: Any, slug: str) -> Any:

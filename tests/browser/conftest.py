@@ -19,19 +19,6 @@ from .helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, SCREENSHOTS
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """Serve static files through the finders: no collectstatic needed on a fresh clone.
-
-    The live server answers /static/ itself (pytest-django wraps it in StaticFilesHandler); only
-    the hashed-manifest storage has to go, as it needs collectstatic's manifest.
-    """
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _restore_default_data(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Live-server tests flush the database when they end. serialized_rollback restores the

@@ -9,15 +9,11 @@ from rest_framework.test import APIClient
 
 from apps.common.errors import ApplicationError, NotPermitted, api_exception_handler
 
+from ..clients import api_client as client_for
+
 pytestmark = pytest.mark.django_db
 
 AGENTS = "/api/v1/agents/"
-
-
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def error_of(response: Any) -> dict[str, Any]:

@@ -14,17 +14,12 @@ from apps.registry import services
 from apps.registry.models import Agent, AgentVersion, MemoryStore, Tool, ToolGrant
 from apps.registry.snapshots import agent_spec
 
+from ..clients import api_client as client_for
 from ..factories import make_agent, make_tool, make_user
 
 pytestmark = pytest.mark.django_db
 
 AGENTS = "/api/v1/agents/"
-
-
-def client_for(user: Any) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 def agent_body(**extra: Any) -> dict[str, Any]:
@@ -682,12 +677,7 @@ def test_data_classes_are_listed_for_role_holders_only(org):
 # --- OpenAPI ---------------------------------------------------------------------------------
 
 
-def test_openapi_schema_renders_and_lists_the_agent_paths(org, settings):
-    # The docs page calls {% static %}; the manifest storage would need collectstatic first.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
+def test_openapi_schema_renders_and_lists_the_agent_paths(org):
     client = client_for(org.owner)
 
     response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")

@@ -13,24 +13,10 @@ from apps.registry import services
 from apps.registry.constants import AgentStatus, MemoryClass, RiskClass
 from apps.registry.models import Agent, MemoryStore, Tool, ToolGrant
 
+from ..clients import console_client as client_for
 from ..factories import make_agent, make_tool
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings: Any) -> None:
-    """Templates call {% static %}; the manifest storage would need collectstatic first."""
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
-
-
-def client_for(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def title_of(response: Any) -> str:

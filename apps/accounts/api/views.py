@@ -16,7 +16,9 @@ from apps.common.api import (
     Pagination,
     StrictCharField,
     StrictSerializer,
+    object_response,
     paginated_response,
+    validated,
 )
 
 from .. import selectors, services
@@ -45,7 +47,7 @@ class MeApi(APIView):
         user = cast(User, request.user)
         user.is_admin = scope_of(user).is_admin  # type: ignore[attr-defined]
         user.roles = list(selectors.role_assignments(user=user))  # type: ignore[attr-defined]
-        return Response(self.OutputSerializer(user, context={"request": request}).data)
+        return object_response(request, self.OutputSerializer, user)
 
 
 class TokenListCreateApi(APIView):
@@ -78,7 +80,7 @@ class TokenListCreateApi(APIView):
         responses=TokenOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        self.FilterSerializer(data=request.query_params).is_valid(raise_exception=True)
+        validated(self.FilterSerializer, request.query_params)
         return paginated_response(
             request=request, view=self, queryset=selectors.token_list(user=request.user),
             serializer_class=TokenOutputSerializer,
@@ -88,16 +90,14 @@ class TokenListCreateApi(APIView):
         operation_id="me_tokens_create", request=InputSerializer, responses={201: OutputSerializer}
     )
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        data = validated(self.InputSerializer, request.data)
         token, issued = services.token_create(
-            user=cast(User, request.user),
-            name=serializer.validated_data["name"],
-            expires_at=serializer.validated_data.get("expires_at"),
+            user=cast(User, request.user), name=data["name"], expires_at=data.get("expires_at")
         )
         token.token = issued.plaintext  # type: ignore[attr-defined]
-        data = self.OutputSerializer(token, context={"request": request}).data
-        return Response(data, status=status.HTTP_201_CREATED)
+        return object_response(
+            request, self.OutputSerializer, token, status=status.HTTP_201_CREATED
+        )
 
 
 class TokenDetailRevokeApi(APIView):
@@ -106,7 +106,7 @@ class TokenDetailRevokeApi(APIView):
     @extend_schema(operation_id="me_tokens_retrieve", responses=TokenOutputSerializer)
     def get(self, request: Request, token_id: int) -> Response:
         token = selectors.token_get(user=request.user, token_id=token_id)
-        return Response(TokenOutputSerializer(token, context={"request": request}).data)
+        return object_response(request, TokenOutputSerializer, token)
 
     @extend_schema(
         operation_id="me_tokens_revoke",
@@ -133,7 +133,7 @@ class DepartmentListApi(APIView):
         responses=DepartmentOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        self.FilterSerializer(data=request.query_params).is_valid(raise_exception=True)
+        validated(self.FilterSerializer, request.query_params)
         return paginated_response(
             request=request, view=self, queryset=selectors.department_list(user=request.user),
             serializer_class=DepartmentOutputSerializer,
@@ -144,4 +144,4 @@ class DepartmentDetailApi(APIView):
     @extend_schema(operation_id="departments_retrieve", responses=DepartmentOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         department = selectors.department_get(user=request.user, slug=slug)
-        return Response(DepartmentOutputSerializer(department, context={"request": request}).data)
+        return object_response(request, DepartmentOutputSerializer, department)

@@ -65,6 +65,18 @@ def _owner_field(**options: Any) -> serializers.SlugRelatedField:
     )
 
 
+@extend_schema_field(serializers.ListField(child=serializers.CharField()))
+class DataClassSlugsField(serializers.Field):
+    """The slugs of a tool's or memory store's data classes, sorted (read-only)."""
+
+    def __init__(self, **options: Any) -> None:
+        options["read_only"] = True
+        super().__init__(**options)
+
+    def to_representation(self, value: Any) -> list[str]:
+        return sorted(dc.slug for dc in value.all())
+
+
 def _data_classes_field() -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(
         slug_field="slug",
@@ -77,6 +89,10 @@ def _data_classes_field() -> serializers.SlugRelatedField:
 
 def _agent_url(agent: Any) -> dict[str, Any]:
     return {"slug": agent.slug}
+
+
+# Keys every output carries that no input may set.
+READ_ONLY_HINTS = {"url": "Read-only.", "created_at": "Read-only.", "updated_at": "Read-only."}
 
 
 # --- agents: output --------------------------------------------------------------------------
@@ -218,9 +234,7 @@ class AgentInputSerializer(StrictSerializer):
     """The writable keys of an agent. Grants and memory bindings have their own endpoints."""
 
     read_only_hints = {
-        "url": "Read-only.",
-        "created_at": "Read-only.",
-        "updated_at": "Read-only.",
+        **READ_ONLY_HINTS,
         "current_version": "Read-only.",
         "versions_url": "Read-only.",
         "tools": "Read-only here; grant tools at /api/v1/agents/{slug}/tools/{tool}/.",
@@ -304,7 +318,7 @@ class ToolOutputSerializer(serializers.Serializer):
     actions = serializers.ListField(child=serializers.CharField())
     capabilities = serializers.CharField()
     prohibitions = serializers.CharField()
-    data_classes = serializers.SerializerMethodField()
+    data_classes = DataClassSlugsField()
     rate_limit_per_minute = serializers.IntegerField(allow_null=True)
     approval_required = serializers.BooleanField()
     reversible = serializers.BooleanField()
@@ -318,13 +332,9 @@ class ToolOutputSerializer(serializers.Serializer):
     class Meta:
         ref_name = "Tool"
 
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_data_classes(self, tool: Any) -> list[str]:
-        return sorted(dc.slug for dc in tool.data_classes.all())
-
 
 class ToolInputSerializer(StrictSerializer):
-    read_only_hints = {"url": "Read-only.", "created_at": "Read-only.", "updated_at": "Read-only."}
+    read_only_hints = READ_ONLY_HINTS
 
     name = StrictCharField(max_length=NAME_MAX)
     slug = serializers.SlugField(max_length=SLUG_MAX)
@@ -363,20 +373,16 @@ class MemoryStoreOutputSerializer(serializers.Serializer):
     owner = serializers.CharField(source="owner.username", allow_null=True)
     store_class = serializers.ChoiceField(choices=MemoryClass.choices)
     retention_days = serializers.IntegerField(allow_null=True)
-    data_classes = serializers.SerializerMethodField()
+    data_classes = DataClassSlugsField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
     class Meta:
         ref_name = "MemoryStore"
 
-    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
-    def get_data_classes(self, store: Any) -> list[str]:
-        return sorted(dc.slug for dc in store.data_classes.all())
-
 
 class MemoryStoreInputSerializer(StrictSerializer):
-    read_only_hints = {"url": "Read-only.", "created_at": "Read-only.", "updated_at": "Read-only."}
+    read_only_hints = READ_ONLY_HINTS
 
     name = StrictCharField(max_length=NAME_MAX)
     slug = serializers.SlugField(max_length=SLUG_MAX)

@@ -7,8 +7,10 @@ answer 403 (the services).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -25,12 +27,16 @@ from apps.common.api import (
     Pagination,
     StrictCharField,
     StrictSerializer,
+    list_filters,
+    object_response,
     paginated_response,
+    validated,
 )
 from apps.common.parsers import JSONParser, TextYAMLParser, XYAMLParser, YAMLTextParser
 
 from .. import manifests, selectors, services
 from ..constants import AgentStatus, Environment, MemoryClass, RiskClass
+from ..models import Agent
 from .serializers import (
     AgentInputSerializer,
     AgentOutputSerializer,
@@ -51,21 +57,33 @@ from .serializers import (
 NO_CONTENT = OpenApiResponse(description="Done; nothing to return.")
 
 
-def _agent_response(request: Request, slug: str, *, status_code: int = 200) -> Response:
-    agent = selectors.agent_get_detailed(user=request.user, slug=slug)
-    data = AgentOutputSerializer(agent, context={"request": request}).data
-    return Response(data, status=status_code)
-
-
 def _actor(request: Request) -> User:
     """The person making the request (every view requires an authenticated user)."""
     return cast(User, request.user)
 
 
-def _validated(serializer_class: type[serializers.Serializer], data: Any, **kw: Any) -> Any:
-    serializer = serializer_class(data=data, **kw)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+def _agent_response(request: Request, slug: str, *, status_code: int = 200) -> Response:
+    agent = selectors.agent_get_detailed(user=request.user, slug=slug)
+    return object_response(request, AgentOutputSerializer, agent, status=status_code)
+
+
+def _agent_page(
+    request: Request,
+    view: APIView,
+    slug: str,
+    items: Callable[[Agent], QuerySet[Any]],
+    serializer_class: type[serializers.BaseSerializer],
+) -> Response:
+    """One page of what an agent has: ``items(agent)`` is its grants, bindings or versions."""
+    agent = selectors.agent_get(user=request.user, slug=slug)
+    return paginated_response(
+        request=request, view=view, queryset=items(agent), serializer_class=serializer_class
+    )
+
+
+def _put_status(existed: bool) -> int:
+    """A PUT answers 201 when it created the resource and 200 when it replaced it."""
+    return status.HTTP_200_OK if existed else status.HTTP_201_CREATED
 
 
 # --- agents ----------------------------------------------------------------------------------
@@ -107,13 +125,11 @@ class AgentListCreateApi(APIView):
         responses=AgentOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        agents = selectors.agent_list(user=request.user, **filters.filters())
+        filters = list_filters(request, self.FilterSerializer)
+        agents = selectors.with_agent_details(selectors.agent_list(user=request.user, **filters))
         return paginated_response(
-            request=request, view=self, queryset=selectors.with_agent_details(agents),
-            serializer_class=AgentOutputSerializer,
-        )  # fmt: skip
+            request=request, view=self, queryset=agents, serializer_class=AgentOutputSerializer
+        )
 
     @extend_schema(
         operation_id="agents_create",
@@ -121,7 +137,7 @@ class AgentListCreateApi(APIView):
         responses={201: AgentOutputSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         agent = services.agent_create(actor=_actor(request), data=agent_service_data(data))
         return _agent_response(request, agent.slug, status_code=status.HTTP_201_CREATED)
 
@@ -144,7 +160,7 @@ class AgentDetailUpdateApi(APIView):
     )
     def patch(self, request: Request, slug: str) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
-        data = _validated(self.InputSerializer, request.data, partial=True)
+        data = validated(self.InputSerializer, request.data, partial=True)
         agent = services.agent_update(
             actor=_actor(request), agent=agent, data=agent_service_data(data),
             summary="Edited through the API",
@@ -162,11 +178,7 @@ class AgentToolListApi(APIView):
 
     @extend_schema(operation_id="agents_tools_list", responses=GrantOutputSerializer(many=True))
     def get(self, request: Request, slug: str) -> Response:
-        agent = selectors.agent_get(user=request.user, slug=slug)
-        return paginated_response(
-            request=request, view=self, queryset=selectors.agent_grants(agent),
-            serializer_class=GrantOutputSerializer,
-        )  # fmt: skip
+        return _agent_page(request, self, slug, selectors.agent_grants, GrantOutputSerializer)
 
 
 class AgentToolDetailApi(APIView):
@@ -180,7 +192,7 @@ class AgentToolDetailApi(APIView):
     def get(self, request: Request, slug: str, tool_slug: str) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
         grant = selectors.agent_grant_get(agent=agent, tool_slug=tool_slug)
-        return Response(GrantOutputSerializer(grant, context={"request": request}).data)
+        return object_response(request, GrantOutputSerializer, grant)
 
     @extend_schema(
         operation_id="agents_tools_set",
@@ -190,17 +202,10 @@ class AgentToolDetailApi(APIView):
     def put(self, request: Request, slug: str, tool_slug: str) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
         tool = selectors.tool_get(user=request.user, slug=tool_slug)
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         existed = selectors.agent_grants(agent).filter(tool=tool).exists()
-        grant = services.grant_set(
-            actor=_actor(request), agent=agent, tool=tool, actions=data["actions"],
-            environments=data["environments"], constraints=data.get("constraints"),
-            expires_at=data.get("expires_at"),
-        )  # fmt: skip
-        return Response(
-            GrantOutputSerializer(grant, context={"request": request}).data,
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
-        )
+        grant = services.grant_set(actor=_actor(request), agent=agent, tool=tool, **data)
+        return object_response(request, GrantOutputSerializer, grant, status=_put_status(existed))
 
     @extend_schema(operation_id="agents_tools_revoke", responses={204: NO_CONTENT})
     def delete(self, request: Request, slug: str, tool_slug: str) -> Response:
@@ -222,11 +227,9 @@ class AgentMemoryListApi(APIView):
         operation_id="agents_memory_list", responses=MemoryBindingOutputSerializer(many=True)
     )
     def get(self, request: Request, slug: str) -> Response:
-        agent = selectors.agent_get(user=request.user, slug=slug)
-        return paginated_response(
-            request=request, view=self, queryset=selectors.agent_memory(agent),
-            serializer_class=MemoryBindingOutputSerializer,
-        )  # fmt: skip
+        return _agent_page(
+            request, self, slug, selectors.agent_memory, MemoryBindingOutputSerializer
+        )
 
 
 class AgentMemoryDetailApi(APIView):
@@ -240,7 +243,7 @@ class AgentMemoryDetailApi(APIView):
     def get(self, request: Request, slug: str, store_slug: str) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
         binding = selectors.agent_binding_get(agent=agent, store_slug=store_slug)
-        return Response(MemoryBindingOutputSerializer(binding, context={"request": request}).data)
+        return object_response(request, MemoryBindingOutputSerializer, binding)
 
     @extend_schema(
         operation_id="agents_memory_set",
@@ -250,14 +253,13 @@ class AgentMemoryDetailApi(APIView):
     def put(self, request: Request, slug: str, store_slug: str) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
         store = selectors.memory_store_get(user=request.user, slug=store_slug)
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         existed = selectors.agent_memory(agent).filter(store=store).exists()
         binding = services.memory_binding_set(
-            actor=_actor(request), agent=agent, store=store, access=data["access"]
+            actor=_actor(request), agent=agent, store=store, **data
         )
-        return Response(
-            MemoryBindingOutputSerializer(binding, context={"request": request}).data,
-            status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED,
+        return object_response(
+            request, MemoryBindingOutputSerializer, binding, status=_put_status(existed)
         )
 
     @extend_schema(operation_id="agents_memory_unbind", responses={204: NO_CONTENT})
@@ -280,11 +282,7 @@ class AgentVersionListApi(APIView):
         operation_id="agents_versions_list", responses=VersionOutputSerializer(many=True)
     )
     def get(self, request: Request, slug: str) -> Response:
-        agent = selectors.agent_get(user=request.user, slug=slug)
-        return paginated_response(
-            request=request, view=self, queryset=selectors.agent_versions(agent),
-            serializer_class=VersionOutputSerializer,
-        )  # fmt: skip
+        return _agent_page(request, self, slug, selectors.agent_versions, VersionOutputSerializer)
 
 
 class AgentVersionDetailApi(APIView):
@@ -294,7 +292,7 @@ class AgentVersionDetailApi(APIView):
     def get(self, request: Request, slug: str, number: int) -> Response:
         agent = selectors.agent_get(user=request.user, slug=slug)
         version = selectors.version_get(agent=agent, number=number)
-        return Response(VersionDetailOutputSerializer(version, context={"request": request}).data)
+        return object_response(request, VersionDetailOutputSerializer, version)
 
 
 class AgentVersionDiffApi(APIView):
@@ -334,7 +332,7 @@ class AgentVersionDiffApi(APIView):
         older = selectors.version_get(agent=agent, number=number)
         newer = selectors.version_get(agent=agent, number=other)
         diff = selectors.version_diff(older=older, newer=newer)
-        return Response(self.OutputSerializer(diff, context={"request": request}).data)
+        return object_response(request, self.OutputSerializer, diff)
 
 
 # --- tools -----------------------------------------------------------------------------------
@@ -362,25 +360,20 @@ class ToolListCreateApi(APIView):
         responses=ToolOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = list_filters(request, self.FilterSerializer)
+        tools = selectors.tool_list(user=request.user, **filters)
         return paginated_response(
-            request=request, view=self,
-            queryset=selectors.tool_list(user=request.user, **filters.filters()),
-            serializer_class=ToolOutputSerializer,
-        )  # fmt: skip
+            request=request, view=self, queryset=tools, serializer_class=ToolOutputSerializer
+        )
 
     @extend_schema(
         operation_id="tools_create", request=InputSerializer, responses={201: ToolOutputSerializer}
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         tool = services.tool_create(actor=_actor(request), data=data)
         tool = selectors.tool_get(user=request.user, slug=tool.slug)
-        return Response(
-            ToolOutputSerializer(tool, context={"request": request}).data,
-            status=status.HTTP_201_CREATED,
-        )
+        return object_response(request, ToolOutputSerializer, tool, status=status.HTTP_201_CREATED)
 
 
 class ToolDetailUpdateApi(APIView):
@@ -393,17 +386,17 @@ class ToolDetailUpdateApi(APIView):
     @extend_schema(operation_id="tools_retrieve", responses=ToolOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         tool = selectors.tool_get(user=request.user, slug=slug)
-        return Response(ToolOutputSerializer(tool, context={"request": request}).data)
+        return object_response(request, ToolOutputSerializer, tool)
 
     @extend_schema(
         operation_id="tools_partial_update", request=InputSerializer, responses=ToolOutputSerializer
     )
     def patch(self, request: Request, slug: str) -> Response:
         tool = selectors.tool_get(user=request.user, slug=slug)
-        data = _validated(self.InputSerializer, request.data, partial=True)
+        data = validated(self.InputSerializer, request.data, partial=True)
         tool = services.tool_update(actor=_actor(request), tool=tool, data=data)
         tool = selectors.tool_get(user=request.user, slug=tool.slug)
-        return Response(ToolOutputSerializer(tool, context={"request": request}).data)
+        return object_response(request, ToolOutputSerializer, tool)
 
 
 # --- memory stores ---------------------------------------------------------------------------
@@ -433,13 +426,14 @@ class MemoryStoreListCreateApi(APIView):
         responses=MemoryStoreOutputSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        filters = list_filters(request, self.FilterSerializer)
+        stores = selectors.memory_store_list(user=request.user, **filters)
         return paginated_response(
-            request=request, view=self,
-            queryset=selectors.memory_store_list(user=request.user, **filters.filters()),
+            request=request,
+            view=self,
+            queryset=stores,
             serializer_class=MemoryStoreOutputSerializer,
-        )  # fmt: skip
+        )
 
     @extend_schema(
         operation_id="memory_stores_create",
@@ -447,12 +441,11 @@ class MemoryStoreListCreateApi(APIView):
         responses={201: MemoryStoreOutputSerializer},
     )
     def post(self, request: Request) -> Response:
-        data = _validated(self.InputSerializer, request.data)
+        data = validated(self.InputSerializer, request.data)
         store = services.memory_store_create(actor=_actor(request), data=data)
         store = selectors.memory_store_get(user=request.user, slug=store.slug)
-        return Response(
-            MemoryStoreOutputSerializer(store, context={"request": request}).data,
-            status=status.HTTP_201_CREATED,
+        return object_response(
+            request, MemoryStoreOutputSerializer, store, status=status.HTTP_201_CREATED
         )
 
 
@@ -466,7 +459,7 @@ class MemoryStoreDetailUpdateApi(APIView):
     @extend_schema(operation_id="memory_stores_retrieve", responses=MemoryStoreOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         store = selectors.memory_store_get(user=request.user, slug=slug)
-        return Response(MemoryStoreOutputSerializer(store, context={"request": request}).data)
+        return object_response(request, MemoryStoreOutputSerializer, store)
 
     @extend_schema(
         operation_id="memory_stores_partial_update",
@@ -475,10 +468,10 @@ class MemoryStoreDetailUpdateApi(APIView):
     )
     def patch(self, request: Request, slug: str) -> Response:
         store = selectors.memory_store_get(user=request.user, slug=slug)
-        data = _validated(self.InputSerializer, request.data, partial=True)
+        data = validated(self.InputSerializer, request.data, partial=True)
         store = services.memory_store_update(actor=_actor(request), store=store, data=data)
         store = selectors.memory_store_get(user=request.user, slug=store.slug)
-        return Response(MemoryStoreOutputSerializer(store, context={"request": request}).data)
+        return object_response(request, MemoryStoreOutputSerializer, store)
 
 
 # --- data classes ----------------------------------------------------------------------------
@@ -501,7 +494,7 @@ class DataClassDetailApi(APIView):
     @extend_schema(operation_id="data_classes_retrieve", responses=DataClassOutputSerializer)
     def get(self, request: Request, slug: str) -> Response:
         data_class = selectors.data_class_get(user=request.user, slug=slug)
-        return Response(DataClassOutputSerializer(data_class, context={"request": request}).data)
+        return object_response(request, DataClassOutputSerializer, data_class)
 
 
 # --- manifests -------------------------------------------------------------------------------
@@ -592,13 +585,11 @@ class ManifestApplyApi(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
-        query = self.FilterSerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        dry_run = query.validated_data["dry_run"]
+        dry_run = validated(self.FilterSerializer, request.query_params)["dry_run"]
         if request.content_type.split(";")[0].strip().lower() in _YAML_TYPES:
             text = request.data if isinstance(request.data, str) else ""
         else:
-            text = _validated(self.InputSerializer, request.data)["manifest"]
+            text = validated(self.InputSerializer, request.data)["manifest"]
         result = manifests.manifest_apply(actor=_actor(request), text=text, dry_run=dry_run)
         output = {
             "applied": result.applied,
@@ -606,7 +597,7 @@ class ManifestApplyApi(APIView):
             "counts": result.counts(),
             "changes": result.changes,
         }
-        return Response(self.OutputSerializer(output, context={"request": request}).data)
+        return object_response(request, self.OutputSerializer, output)
 
 
 class ManifestExportApi(APIView):
@@ -623,7 +614,7 @@ class ManifestExportApi(APIView):
         responses={(200, "application/yaml"): OpenApiTypes.STR},
     )
     def get(self, request: Request) -> HttpResponse:
-        self.FilterSerializer(data=request.query_params).is_valid(raise_exception=True)
+        validated(self.FilterSerializer, request.query_params)
         text = manifests.manifest_export(user=request.user)
         response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
         response["Content-Disposition"] = 'inline; filename="tether-registry.yaml"'
