@@ -36,6 +36,7 @@ from apps.common.errors import ApplicationError
 
 from . import services
 from .constants import (
+    RUN_TOKEN_TTL_DEFAULT,
     AgentStatus,
     AutonomyLevel,
     FailurePosture,
@@ -314,6 +315,8 @@ AGENT_SPEC: dict[str, tuple[str, Any]] = {
     "tags": ("text_list", []),
     "knowledge_base_version": ("text", ""),
     "parameters": ("object", {}),
+    "run_token_ttl_seconds": ("int", RUN_TOKEN_TTL_DEFAULT),
+    "delegates_to": ("text_list", []),
     "instructions": ("text", ""),
     "tools": ("grants", []),
     "memory": ("bindings", []),
@@ -597,6 +600,10 @@ class _Reader:
             if value is None or (isinstance(value, int) and not isinstance(value, bool)):
                 return value
             fail(f"Expected a whole number or null, got {_what(value)}.")
+        elif type_ == "int":
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            fail(f"Expected a whole number, got {_what(value)}.")
         elif type_ == "bool":
             if isinstance(value, bool):
                 return value
@@ -721,6 +728,8 @@ _AGENT_MODEL_FIELDS = {
     "tags": "spec.tags",
     "knowledge_base_version": "spec.knowledge_base_version",
     "parameters": "spec.parameters",
+    "run_token_ttl_seconds": "spec.run_token_ttl_seconds",
+    "delegates_to": "spec.delegates_to",
     "instructions": "spec.instructions",
 }
 _TOOL_MODEL_FIELDS = {

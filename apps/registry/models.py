@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -13,6 +14,9 @@ from apps.accounts.permissions import scope_of
 from .constants import (
     INSTRUCTIONS_MAX,
     NAME_MAX,
+    RUN_TOKEN_TTL_DEFAULT,
+    RUN_TOKEN_TTL_MAX,
+    RUN_TOKEN_TTL_MIN,
     SLUG_MAX,
     AgentStatus,
     AutonomyLevel,
@@ -26,6 +30,7 @@ from .validators import (
     validate_environments,
     validate_json_object,
     validate_json_schema,
+    validate_slug_list,
     validate_string_list,
     validate_tags,
     validate_unreserved_slug,
@@ -150,6 +155,18 @@ class Agent(models.Model):
     instructions = models.TextField(max_length=INSTRUCTIONS_MAX, blank=True)
     knowledge_base_version = models.CharField(max_length=100, blank=True)
     parameters = models.JSONField(default=dict, blank=True, validators=[validate_json_object])
+    run_token_ttl_seconds = models.PositiveIntegerField(
+        "run token lifetime (seconds)",
+        default=RUN_TOKEN_TTL_DEFAULT,
+        validators=[MinValueValidator(RUN_TOKEN_TTL_MIN), MaxValueValidator(RUN_TOKEN_TTL_MAX)],
+        help_text="How long a run token lives without a heartbeat.",
+    )
+    delegates_to = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_slug_list],
+        help_text="Slugs of the agents this agent may start as sub-agents.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -62,6 +62,8 @@ AGENT_FIELDS = (
     "tags",
     "instructions",
     "knowledge_base_version",
+    "run_token_ttl_seconds",
+    "delegates_to",
     "parameters",
 )
 TOOL_FIELDS = (

@@ -85,6 +85,21 @@ def validate_string_list(value: Any) -> None:
         raise ValidationError("At most 10 entries.")
 
 
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def validate_slug_list(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Must be a list of slugs.")
+    if len(value) > 50:
+        raise ValidationError("At most 50 entries.")
+    bad = [v[:60] for v in value if len(v) > 60 or not _SLUG.match(v)]
+    if bad:
+        raise ValidationError(f"Not a slug: {', '.join(bad)}.")
+    if len(set(value)) != len(value):
+        raise ValidationError("Each slug may be listed once.")
+
+
 def validate_actions(value: Any) -> None:
     if not isinstance(value, list) or not value:
         raise ValidationError('List at least one action, e.g. ["read", "update"].')

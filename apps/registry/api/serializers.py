@@ -20,6 +20,8 @@ from apps.common.api import AbsoluteUrlField, StrictCharField, StrictSerializer
 from ..constants import (
     INSTRUCTIONS_MAX,
     NAME_MAX,
+    RUN_TOKEN_TTL_MAX,
+    RUN_TOKEN_TTL_MIN,
     SLUG_MAX,
     TAG_MAX,
     TAGS_MAX_COUNT,
@@ -173,6 +175,8 @@ class AgentOutputSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField())
     knowledge_base_version = serializers.CharField()
     parameters = JSONObjectField()
+    run_token_ttl_seconds = serializers.IntegerField()
+    delegates_to = serializers.ListField(child=serializers.CharField())
     instructions = serializers.CharField()
     tools = GrantOutputSerializer(source="grants", many=True, read_only=True)
     memory = MemoryBindingOutputSerializer(source="memory_bindings", many=True, read_only=True)
@@ -266,6 +270,15 @@ class AgentInputSerializer(StrictSerializer):
     )
     knowledge_base_version = StrictCharField(max_length=100, required=False, allow_blank=True)
     parameters = JSONObjectField(required=False)
+    run_token_ttl_seconds = serializers.IntegerField(
+        min_value=RUN_TOKEN_TTL_MIN, max_value=RUN_TOKEN_TTL_MAX, required=False
+    )
+    delegates_to = serializers.ListField(
+        child=StrictCharField(max_length=SLUG_MAX),
+        max_length=50,
+        required=False,
+        help_text="Slugs of the agents this agent may start as sub-agents.",
+    )
     instructions = StrictCharField(
         max_length=INSTRUCTIONS_MAX, required=False, allow_blank=True, trim_whitespace=False
     )
