@@ -5,4 +5,7 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("apps.accounts.api.urls")),
     path("", include("apps.registry.api.urls")),
+    path("", include("apps.policy.api.urls")),
+    path("", include("apps.runtime.api.people_urls")),
+    path("runtime/", include("apps.runtime.api.urls")),
 ]

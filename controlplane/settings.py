@@ -45,6 +45,8 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.registry",
+    "apps.policy",
+    "apps.runtime",
 ]
 
 MIDDLEWARE = [
@@ -129,6 +131,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "expire-grants": {"task": "registry.expire_grants", "schedule": 60.0},
+    "expire-runs": {"task": "runtime.expire_runs", "schedule": 30.0},
+    "replay-decision-spool": {"task": "runtime.replay_decision_spool", "schedule": 30.0},
 }
 
 # --- Auth ------------------------------------------------------------------------------------
@@ -212,6 +216,10 @@ SPECTACULAR_SETTINGS = {
         "apps.common.api_schema.add_error_responses",
     ],
 }
+
+# How often (ms) each process checks that its parsed Cedar policies are current (Redis
+# generation + a fingerprint of the registry); its own writes are seen at once. docs/policy.md
+POLICY_REFRESH_MS = envint("POLICY_REFRESH_MS", 1000)
 
 # Token digests are keyed by this, so a database dump alone cannot verify a token.
 TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY

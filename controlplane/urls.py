@@ -13,8 +13,10 @@ admin.site.site_title = "Tether admin"
 
 urlpatterns = [
     path("", include("apps.registry.urls")),
+    path("", include("apps.runtime.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("audit/", include("apps.audit.urls")),
+    path("policies/", include("apps.policy.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("controlplane.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -26,6 +26,7 @@ from apps.accounts.selectors import department_list
 from apps.accounts.views import current_user, no_role_page, role_required
 from apps.common.errors import ApplicationError
 from apps.common.htmx import htmx_partial
+from apps.runtime.views import agent_runtime_context
 
 from . import selectors, services
 from .constants import MemoryClass, RiskClass
@@ -193,6 +194,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "version_count": versions.count(),
         "can_change": _can_change_agent(user, agent),
         "now": timezone.now(),
+        **agent_runtime_context(user, agent),
     }
     return render(request, "registry/agent_detail.html", context)
 

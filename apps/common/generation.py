@@ -1,0 +1,91 @@
+"""Generation counters: how one process tells every other that something they cache changed.
+
+``bump("policy")`` after a write; a cache remembers the generation it was built at and
+rebuilds when ``read("policy")`` answers something else. The counter lives in Redis
+(``tether:<name>:generation``) so every web process and worker sees it; each process also
+keeps its own count of the bumps it made, so the process that wrote sees its write at once
+even when Redis is unset or down.
+
+A counter is only a hint that makes caches fresh sooner. Readers must not depend on every
+writer remembering to bump: the policy cache, for one, also compares a fingerprint of the
+tables it reads (``docs/policy.md``). So Redis being down is logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+# Small: a check that waits on a sick Redis would stall every caller behind it.
+REDIS_TIMEOUT_SECONDS = 0.25
+
+_local: dict[str, int] = {}
+_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+
+def key(name: str) -> str:
+    return f"tether:{name}:generation"
+
+
+def _redis() -> Any | None:
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return None
+    client = _clients.get(url)
+    if client is None:
+        import redis
+
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        _clients[url] = client
+    return client
+
+
+def bump(name: str) -> None:
+    """Mark ``name`` changed now: in this process at once, in Redis for the others."""
+    with _lock:
+        _local[name] = _local.get(name, 0) + 1
+    client = _redis()
+    if client is None:
+        return
+    try:
+        client.incr(key(name))
+    except Exception as exc:  # Redis is a hint here; the fingerprint still catches the change
+        logger.warning("could not bump generation %s in Redis: %s", name, exc)
+
+
+def bump_on_commit(name: str) -> None:
+    """Bump once the current transaction commits (at once outside a transaction).
+
+    Bumping before the commit would let a reader rebuild from the old rows and keep them
+    under the new generation.
+    """
+    transaction.on_commit(lambda: bump(name))
+
+
+def read(name: str) -> int | None:
+    """The shared generation of ``name``; 0 before any bump; None when Redis is unset or down."""
+    client = _redis()
+    if client is None:
+        return None
+    try:
+        value = client.get(key(name))
+    except Exception as exc:
+        logger.warning("could not read generation %s from Redis: %s", name, exc)
+        return None
+    return int(value) if value is not None else 0
+
+
+def local(name: str) -> int:
+    """How many times this process bumped ``name``: free to read on every call."""
+    return _local.get(name, 0)

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class PolicyConfig(AppConfig):
+    name = "apps.policy"
+    label = "policy"
+    verbose_name = "Policy"

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.common.api import StrictCharField, StrictSerializer
+
+from ..constants import OUTCOME_MAX, TASK_MAX, Action, Disposition, RunState
+
+SLUG_MAX = 60
+JSON_ARGUMENTS_MAX_KEYS = 200
+
+
+class RunStartInput(StrictSerializer):
+    task = StrictCharField(max_length=TASK_MAX)
+    intent = StrictCharField(max_length=300, required=False, allow_blank=True)
+    on_behalf_of = StrictCharField(max_length=150, required=False, allow_blank=True)
+    parent_run = serializers.UUIDField(required=False, allow_null=True)
+
+
+class RunOutput(serializers.Serializer):
+    id = serializers.UUIDField()
+    agent = serializers.CharField(source="agent.slug")
+    version = serializers.IntegerField(source="version.number")
+    environment = serializers.CharField()
+    state = serializers.ChoiceField(choices=RunState.choices)
+    outcome = serializers.CharField()
+    task = serializers.CharField()
+    on_behalf_of = serializers.CharField(source="on_behalf_of.username", allow_null=True)
+    parent_run = serializers.UUIDField(source="parent_id", allow_null=True)
+    started_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(source="token_expires_at")
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+    class Meta:
+        ref_name = "Run"
+
+
+class RunStartOutput(serializers.Serializer):
+    run = RunOutput()
+    token = serializers.CharField(help_text="The run token, shown once: Bearer tth_run_…")
+    failure_posture = serializers.CharField()
+    envelope = serializers.DictField()
+
+
+class RunFinishInput(StrictSerializer):
+    state = serializers.ChoiceField(choices=[RunState.FINISHED, RunState.FAILED])
+    outcome = StrictCharField(max_length=OUTCOME_MAX, required=False, allow_blank=True)
+
+
+class DecisionInput(StrictSerializer):
+    """One governed step. Which fields apply depends on ``action``."""
+
+    action = serializers.ChoiceField(choices=Action.choices)
+    tool = StrictCharField(max_length=SLUG_MAX, required=False)
+    tool_action = StrictCharField(max_length=40, required=False, default="invoke")
+    arguments = serializers.DictField(required=False, default=dict)
+    reason = StrictCharField(max_length=2000, required=False, allow_blank=True)
+    model = StrictCharField(max_length=100, required=False)
+    estimated_input_tokens = serializers.IntegerField(
+        min_value=0, max_value=10**8, required=False, default=0
+    )
+    estimated_output_tokens = serializers.IntegerField(
+        min_value=0, max_value=10**8, required=False, default=0
+    )
+    estimated_cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=0, required=False, allow_null=True
+    )
+    store = StrictCharField(max_length=SLUG_MAX, required=False)
+    agent = StrictCharField(max_length=SLUG_MAX, required=False)
+
+    _REQUIRED = {
+        Action.TOOL_INVOKE: "tool",
+        Action.MODEL_CALL: "model",
+        Action.MEMORY_READ: "store",
+        Action.MEMORY_WRITE: "store",
+        Action.DELEGATE: "agent",
+    }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        needed = self._REQUIRED[attrs["action"]]
+        if not attrs.get(needed):
+            raise serializers.ValidationError({needed: [f"Required for {attrs['action']}."]})
+        if len(attrs.get("arguments", {})) > JSON_ARGUMENTS_MAX_KEYS:
+            raise serializers.ValidationError({"arguments": ["Too many keys."]})
+        return attrs
+
+
+class DecisionOutput(serializers.Serializer):
+    id = serializers.IntegerField(
+        allow_null=True, help_text="Null only when it could not be recorded (then it is a deny)."
+    )
+    disposition = serializers.ChoiceField(choices=Disposition.choices)
+    reasons = serializers.ListField(child=serializers.CharField())
+    reasoning = serializers.CharField()
+    policies = serializers.ListField(child=serializers.CharField())
+    budgets = serializers.DictField()
+    arguments = serializers.DictField(allow_null=True, source="modified_arguments")
+    model = serializers.CharField(allow_null=True, source="modified_model")
+    on_behalf_of = serializers.CharField(source="on_behalf_of_name")
+    created_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Decision"
+
+
+class UsageInput(StrictSerializer):
+    decision = serializers.IntegerField(min_value=1)
+    input_tokens = serializers.IntegerField(min_value=0, max_value=10**8)
+    output_tokens = serializers.IntegerField(min_value=0, max_value=10**8)
+    cost_usd = serializers.DecimalField(
+        max_digits=12, decimal_places=6, min_value=0, required=False, allow_null=True
+    )

@@ -1,0 +1,109 @@
+"""The runtime's REST adapter: it parses, authenticates and calls the services; no rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.common.api import validated
+from apps.common.errors import NotPermitted
+
+from .. import services
+from ..authentication import AgentCredentialAuthentication, RunTokenAuthentication
+from ..decisions import DecisionRequest, decide, usage_reconcile
+from ..models import Run
+from .serializers import (
+    DecisionInput,
+    DecisionOutput,
+    RunFinishInput,
+    RunOutput,
+    RunStartInput,
+    RunStartOutput,
+    UsageInput,
+)
+
+
+class _RunTokenApi(APIView):
+    authentication_classes = [RunTokenAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def run_for(self, request: Request, run_id: Any = None) -> Run:
+        run: Run = request.auth
+        if run_id is not None and str(run.pk) != str(run_id):
+            raise NotPermitted("This run token belongs to another run.")
+        return run
+
+
+class RunStartApi(APIView):
+    authentication_classes = [AgentCredentialAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        request=RunStartInput, responses={201: RunStartOutput}, operation_id="runtime_run_start",
+        summary="Exchange an agent credential for a run and its short-lived token",
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        data = validated(RunStartInput, request.data)
+        run, token = services.run_start(
+            credential=request.auth,
+            task=data["task"],
+            intent=data.get("intent", ""),
+            on_behalf_of=data.get("on_behalf_of", ""),
+            parent_run_id=data.get("parent_run"),
+        )
+        body = {
+            "run": RunOutput(run).data,
+            "token": token,
+            "failure_posture": run.agent.failure_posture,
+            "envelope": run.envelope,
+        }
+        return Response(body, status=201)
+
+
+class RunHeartbeatApi(_RunTokenApi):
+    @extend_schema(request=None, responses={200: RunOutput}, operation_id="runtime_run_heartbeat")
+    def post(self, request: Request, run_id: str) -> Response:
+        run = services.run_heartbeat(run=self.run_for(request, run_id))
+        return Response(RunOutput(run).data)
+
+
+class RunFinishApi(_RunTokenApi):
+    @extend_schema(
+        request=RunFinishInput, responses={200: RunOutput}, operation_id="runtime_run_finish"
+    )
+    def post(self, request: Request, run_id: str) -> Response:
+        data = validated(RunFinishInput, request.data)
+        run = services.run_finish(
+            run=self.run_for(request, run_id), state=data["state"], outcome=data.get("outcome", "")
+        )
+        return Response(RunOutput(run).data)
+
+
+class DecisionApi(_RunTokenApi):
+    @extend_schema(
+        request=DecisionInput, responses={200: DecisionOutput}, operation_id="runtime_decide",
+        summary="Ask before a governed step: allow, deny, modify, ask or defer",
+    )  # fmt: skip
+    def post(self, request: Request) -> Response:
+        data = validated(DecisionInput, request.data)
+        decision = decide(run=self.run_for(request), request=DecisionRequest(**data))
+        return Response(DecisionOutput(decision).data)
+
+
+class UsageApi(_RunTokenApi):
+    @extend_schema(request=UsageInput, responses={200: dict}, operation_id="runtime_usage")
+    def post(self, request: Request) -> Response:
+        data = validated(UsageInput, request.data)
+        budgets = usage_reconcile(
+            run=self.run_for(request),
+            decision_id=data["decision"],
+            input_tokens=data["input_tokens"],
+            output_tokens=data["output_tokens"],
+            cost_usd=data.get("cost_usd"),
+        )
+        return Response({"reconciled": True, "budgets": budgets})

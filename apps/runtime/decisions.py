@@ -1,0 +1,670 @@
+"""The decision service: one pipeline for every governed step, fail closed, recorded first.
+
+identity (the run token, checked by the adapter) -> run and agent state -> registry scope ->
+tool contract -> autonomy and approval -> policy (Cedar) -> budgets, rate limit and circuit
+breaker (one atomic reservation) -> the durable decision row -> the answer.
+
+Every stage may end the decision early; every decision is written to ``runtime_decision``
+before the answer is returned. If the database cannot take the row, the answer is ``deny``
+and the row goes to a local spool that is replayed later: no ``allow`` ever exists without
+its record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from jsonschema import Draft202012Validator
+
+from apps.audit.services import Actor, audit_record
+from apps.common.request_context import get_request_id
+from apps.registry.constants import AgentStatus, MemoryAccess, MemoryClass, RiskClass
+from apps.registry.models import Agent, MemoryStore, Tool
+
+from .constants import (
+    READ_ACTIONS,
+    RISK_WEIGHTS,
+    Action,
+    BudgetEdge,
+    BudgetKind,
+    BudgetScope,
+    Disposition,
+    Reason,
+    RunState,
+)
+from .counters import Counter, CounterStoreUnavailable, counter_store
+from .models import Budget, BudgetLedgerEntry, Decision, Run
+
+logger = logging.getLogger(__name__)
+
+BREAKER_THRESHOLD = 5  # the 5th identical call within the window is refused
+BREAKER_WINDOW_SECONDS = 60
+BUDGET_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class DecisionRequest:
+    action: str
+    tool: str = ""
+    tool_action: str = ""
+    arguments: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    model: str = ""
+    estimated_input_tokens: int = 0
+    estimated_output_tokens: int = 0
+    estimated_cost_usd: Decimal | None = None
+    store: str = ""
+    agent: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.tool or self.model or self.store or self.agent
+
+
+@dataclass
+class Outcome:
+    disposition: str
+    reasons: list[str]
+    reasoning: str
+    policies: list[str] = field(default_factory=list)
+    budgets: dict[str, Any] = field(default_factory=dict)
+    modified: dict[str, Any] | None = None
+    charges: list[tuple[Budget, str, Decimal]] = field(default_factory=list)
+
+
+def _deny(reason: str, reasoning: str, **extra: Any) -> Outcome:
+    return Outcome(Disposition.DENY, [reason], reasoning, **extra)
+
+
+# --- caches (per process; nothing here is rebuilt per request) -------------------------------
+
+_validators: dict[tuple[int, datetime], Draft202012Validator] = {}
+_budgets: dict[int, tuple[float, list[Budget]]] = {}
+
+
+def _validator(tool: Tool) -> Draft202012Validator:
+    key = (tool.pk, tool.updated_at)
+    validator = _validators.get(key)
+    if validator is None:
+        validator = Draft202012Validator(tool.input_schema or {})
+        _validators[key] = validator
+    return validator
+
+
+def _budgets_for(agent: Agent) -> list[Budget]:
+    cached = _budgets.get(agent.pk)
+    if cached and time.monotonic() - cached[0] < BUDGET_CACHE_SECONDS:
+        return cached[1]
+    budgets = list(
+        Budget.objects.filter(enabled=True).filter(
+            Q(agent=agent)
+            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
+        )
+    )
+    _budgets[agent.pk] = (time.monotonic(), budgets)
+    return budgets
+
+
+def forget_caches() -> None:
+    _validators.clear()
+    _budgets.clear()
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+
+
+def decide(*, run: Run, request: DecisionRequest) -> Decision:
+    """Answer one governed step of ``run`` and record the answer before returning it."""
+    began = time.perf_counter()
+    try:
+        outcome = _pipeline(run, request)
+    except CounterStoreUnavailable as exc:
+        outcome = _unavailable(run, request, f"The budget store is unreachable ({exc}).")
+    return _record(run, request, outcome, began)
+
+
+def _pipeline(run: Run, request: DecisionRequest) -> Outcome:
+    agent = run.agent
+    if run.state != RunState.RUNNING:
+        return _deny(Reason.RUN_NOT_RUNNING, f"The run is {run.state}.")
+    if agent.status != AgentStatus.ACTIVE:
+        return _deny(Reason.AGENT_NOT_ACTIVE, f"{agent.slug} is {agent.status}.")
+    if run.environment not in agent.environments:
+        return _deny(
+            Reason.ENVIRONMENT_NOT_ALLOWED, f"{agent.slug} may no longer run in {run.environment}."
+        )
+    if request.action == Action.TOOL_INVOKE:
+        return _tool_invoke(run, request)
+    if request.action == Action.MODEL_CALL:
+        return _model_call(run, request)
+    if request.action in (Action.MEMORY_READ, Action.MEMORY_WRITE):
+        return _memory(run, request)
+    return _delegate(run, request)
+
+
+def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
+    agent = run.agent
+    tool = Tool.objects.filter(slug=request.tool).first()
+    if tool is None:
+        return _deny(Reason.TOOL_UNKNOWN, f"No tool {request.tool!r} is registered.")
+    entry = run.envelope.get("tools", {}).get(tool.slug)
+    if entry is None:
+        return _deny(
+            Reason.TOOL_NOT_GRANTED,
+            f"{agent.slug} holds no grant of {tool.slug} in {run.environment} for this run.",
+        )
+    if request.tool_action not in entry["actions"]:
+        return _deny(
+            Reason.ACTION_NOT_GRANTED,
+            f"The grant of {tool.slug} allows {', '.join(entry['actions'])}, "
+            f"not {request.tool_action!r}.",
+        )
+    if entry.get("expires_at") and datetime.fromisoformat(entry["expires_at"]) <= timezone.now():
+        return _deny(Reason.GRANT_EXPIRED, f"The grant of {tool.slug} has expired.")
+    live = agent.grants.filter(tool=tool).values_list("actions", "expires_at").first()
+    if live is None or request.tool_action not in live[0]:
+        return _deny(Reason.TOOL_NOT_GRANTED, f"The grant of {tool.slug} was revoked.")
+
+    errors = sorted(_validator(tool).iter_errors(request.arguments), key=lambda e: list(e.path))
+    if errors:
+        first = errors[0]
+        where = "/".join(str(p) for p in first.path) or "(arguments)"
+        return _deny(Reason.ARGUMENTS_INVALID, f"Argument {where}: {first.message}")
+    violation = _constraint_violation(entry.get("constraints") or {}, request.arguments)
+    if violation:
+        return _deny(Reason.CONSTRAINT_VIOLATED, violation)
+
+    is_read = request.tool_action in READ_ACTIONS
+    if agent.autonomy_level == 0 and not is_read:
+        return _deny(Reason.AUTONOMY_READ_ONLY, f"{agent.slug} is L0: it may only read.")
+
+    policy = _policy(run, "tool.invoke", "Tool", tool.slug, {
+        "tool_action": request.tool_action,
+        "risk_class": tool.risk_class,
+        "data_classes": sorted(dc.slug for dc in tool.data_classes.all()),
+        "amount": _amount(request.arguments),
+    })  # fmt: skip
+    if not policy.allowed:
+        return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
+
+    gate = _approval_gate(agent.autonomy_level, tool, is_read)
+    if gate:
+        return Outcome(
+            Disposition.ASK, [Reason.APPROVAL_REQUIRED], gate, policies=policy.policies,
+            budgets=_budget_view(run, []),
+        )  # fmt: skip
+
+    args_hash = _arguments_hash(request.arguments)
+    counters: list[Counter] = [
+        Counter(
+            key=f"tether:breaker:{run.pk}:{tool.slug}:{args_hash}",
+            amount=1,
+            limit=BREAKER_THRESHOLD - 1,
+            ttl=BREAKER_WINDOW_SECONDS,
+        )
+    ]
+    if tool.rate_limit_per_minute:
+        minute = int(time.time() // 60)
+        counters.append(
+            Counter(
+                key=f"tether:rate:{agent.pk}:{tool.pk}:{minute}",
+                amount=1,
+                limit=tool.rate_limit_per_minute,
+                ttl=120,
+            )
+        )
+    amounts = {
+        BudgetKind.TOOL_CALLS: (1, "fixed", ""),
+        BudgetKind.RISK: (RISK_WEIGHTS[tool.risk_class], "fixed", ""),
+        BudgetKind.SCOPE: (1, "distinct", tool.slug),
+        BudgetKind.RETRIES: (1, "repeat", ""),
+    }
+    outcome = _reserve(run, counters, amounts, policy.policies)
+    if outcome.disposition == Disposition.DENY and outcome.reasons == ["counter:0"]:
+        audit_record(
+            actor=Actor.system("circuit-breaker"),
+            action="runtime.circuit.opened",
+            target_type="run",
+            target_id=run.pk,
+            target_repr=str(run),
+            after={"tool": tool.slug, "arguments_sha256": args_hash},
+            message=f"{tool.slug} called {BREAKER_THRESHOLD} times with the same arguments",
+        )
+        return _deny(
+            Reason.CIRCUIT_OPEN,
+            f"{tool.slug} was called {BREAKER_THRESHOLD} times with the same arguments within "
+            f"{BREAKER_WINDOW_SECONDS} s: the circuit breaker stopped the loop.",
+            policies=policy.policies,
+        )
+    if outcome.disposition == Disposition.DENY and outcome.reasons == ["counter:1"]:
+        return _deny(
+            Reason.RATE_LIMITED,
+            f"{tool.slug} allows {tool.rate_limit_per_minute} calls a minute per agent.",
+            policies=policy.policies,
+        )
+    return outcome
+
+
+def _model_call(run: Run, request: DecisionRequest) -> Outcome:
+    if not request.model:
+        return _deny(Reason.TOOL_UNKNOWN, "Name the model to call.")
+    policy = _policy(run, "model.call", "Model", request.model, {})
+    if not policy.allowed:
+        return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
+    tokens = request.estimated_input_tokens + request.estimated_output_tokens
+    amounts = {
+        BudgetKind.TOKENS: (tokens, "fixed", ""),
+        BudgetKind.SPEND: (float(request.estimated_cost_usd or 0), "fixed", ""),
+    }
+    counters = [Counter(key="tether:breaker:none", amount=0)]
+    return _reserve(run, counters, amounts, policy.policies, model=request.model)
+
+
+def _memory(run: Run, request: DecisionRequest) -> Outcome:
+    store = MemoryStore.objects.filter(slug=request.store).first()
+    if store is None:
+        return _deny(Reason.MEMORY_NOT_BOUND, f"No memory store {request.store!r} is registered.")
+    writing = request.action == Action.MEMORY_WRITE
+    if writing and store.store_class == MemoryClass.FORBIDDEN:
+        return _deny(Reason.MEMORY_FORBIDDEN, f"{store.slug} is a forbidden store: never written.")
+    access = run.envelope.get("memory", {}).get(store.slug)
+    if store.store_class == MemoryClass.WORKING and access is None:
+        access = MemoryAccess.READ_WRITE  # working memory lives and dies with the run
+    if access is None:
+        return _deny(Reason.MEMORY_NOT_BOUND, f"{run.agent.slug} is not bound to {store.slug}.")
+    if writing and access != MemoryAccess.READ_WRITE:
+        return _deny(
+            Reason.MEMORY_WRITE_NOT_GRANTED,
+            f"{run.agent.slug} may read {store.slug} but not write it ({store.store_class}).",
+        )
+    policy = _policy(run, request.action, "MemoryStore", store.slug, {})
+    if not policy.allowed:
+        return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
+    return Outcome(
+        Disposition.ALLOW, [Reason.ALLOWED], f"{'Write to' if writing else 'Read of'} {store.slug} allowed.",
+        policies=policy.policies,
+    )  # fmt: skip
+
+
+def _delegate(run: Run, request: DecisionRequest) -> Outcome:
+    if request.agent not in run.agent.delegates_to:
+        return _deny(
+            Reason.DELEGATION_NOT_ALLOWED,
+            f"{run.agent.slug} may not start {request.agent!r} as a sub-agent.",
+        )
+    child = Agent.objects.filter(slug=request.agent).first()
+    if child is None or child.status != AgentStatus.ACTIVE:
+        return _deny(Reason.DELEGATION_NOT_ALLOWED, f"{request.agent!r} is not an active agent.")
+    policy = _policy(run, "delegate", "Agent", child.slug, {})
+    if not policy.allowed:
+        return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
+    return Outcome(
+        Disposition.ALLOW, [Reason.ALLOWED],
+        f"{child.slug} may start as a sub-agent with a scope no wider than this run's.",
+        policies=policy.policies,
+    )  # fmt: skip
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def _approval_gate(level: int, tool: Tool, is_read: bool) -> str:
+    """Why a person must approve this call first, or '' (docs/autonomy-levels.md)."""
+    if tool.approval_required:
+        return f"Every call of {tool.slug} needs a person's approval."
+    if tool.risk_class == RiskClass.CRITICAL:
+        return f"{tool.slug} is critical: it never runs without approval."
+    if level == 1 and not is_read:
+        return "An L1 agent asks before every change."
+    if level == 2 and tool.risk_class == RiskClass.HIGH:
+        return f"An L2 agent asks before high-risk actions such as {tool.slug}."
+    return ""
+
+
+def _constraint_violation(constraints: dict[str, Any], arguments: dict[str, Any]) -> str:
+    """``max_<field>``: a ceiling on a numeric argument; ``allowed_<field>``: a list of values."""
+    for key, bound in constraints.items():
+        name = key.removeprefix("max_").removeprefix("allowed_")
+        if name not in arguments:
+            continue
+        value = arguments[name]
+        if key.startswith("max_") and isinstance(value, int | float) and value > bound:
+            return f"Argument {name} = {value} is over the grant's limit of {bound}."
+        if key.startswith("allowed_") and isinstance(bound, list) and value not in bound:
+            return f"Argument {name} = {value!r} is not one of {bound}."
+    return ""
+
+
+def _amount(arguments: dict[str, Any]) -> int | None:
+    value = arguments.get("amount")
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _arguments_hash(arguments: dict[str, Any]) -> str:
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _PolicyAnswer:
+    allowed: bool
+    policies: list[str]
+    errors: list[str]
+
+
+def _policy(
+    run: Run, action: str, resource_type: str, resource: str, extra: dict[str, Any]
+) -> _PolicyAnswer:
+    from apps.policy.evaluation import PolicyRequest, policy_evaluate
+
+    context = {
+        "environment": run.environment,
+        "on_behalf_of": run.on_behalf_of.get_username() if run.on_behalf_of else "",
+        "delegated": run.parent_id is not None,
+        "hour": timezone.now().hour,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    result = policy_evaluate(
+        PolicyRequest(
+            principal=run.agent.slug, action=action, resource_type=resource_type,
+            resource=resource, context=context,
+        )
+    )  # fmt: skip
+    return _PolicyAnswer(result.allowed, list(result.policies), list(result.errors))
+
+
+def _policy_text(policy: _PolicyAnswer) -> str:
+    if policy.errors:
+        return "Policy evaluation failed, so the request is denied: " + "; ".join(policy.errors)
+    if policy.policies:
+        return "Denied by policy " + ", ".join(policy.policies) + "."
+    return "No policy permits this (default deny)."
+
+
+def _period(run: Run, scope: str) -> tuple[str, int]:
+    now = timezone.now()
+    if scope == BudgetScope.RUN:
+        return f"run:{run.pk}", 2 * 86400
+    if scope == BudgetScope.AGENT_DAY:
+        return now.strftime("%Y-%m-%d"), 2 * 86400
+    return now.strftime("%Y-%m"), 62 * 86400
+
+
+def _budget_key(budget: Budget, period: str) -> str:
+    return f"tether:budget:{budget.pk}:{period}"
+
+
+def _reserve(
+    run: Run,
+    counters: list[Counter],
+    amounts: dict[str, tuple[float, str, str]],
+    policies: list[str],
+    model: str = "",
+) -> Outcome:
+    """Reserve every applicable budget with the fixed counters, atomically, and apply edges."""
+    budgets = _budgets_for(run.agent)
+    wall = [b for b in budgets if b.kind == BudgetKind.WALL_TIME]
+    elapsed = (timezone.now() - run.started_at).total_seconds()
+    for budget in wall:
+        if elapsed > float(budget.limit) and budget.edge == BudgetEdge.STOP:
+            return _deny(
+                Reason.BUDGET_EXHAUSTED,
+                f"Budget {budget.name!r}: the run has used {elapsed:.0f} s of {budget.limit} s.",
+                policies=policies,
+            )
+    charged: list[tuple[Budget, str, float, str, str]] = []
+    for budget in budgets:
+        if budget.kind in amounts:
+            amount, rule, member = amounts[budget.kind]
+            if amount or rule != "fixed":
+                charged.append((budget, *_period(run, budget.scope), amount, rule, member))  # type: ignore[arg-type]
+    degraded: set[int] = set()
+    while True:
+        all_counters = counters + [
+            Counter(
+                key=_budget_key(b, period),
+                amount=amount,
+                limit=float(b.limit),
+                enforce=b.edge != BudgetEdge.CONTINUE and b.pk not in degraded,
+                ttl=ttl,
+                rule=rule,
+                member=member,
+            )
+            for b, period, ttl, amount, rule, member in charged  # type: ignore[misc]
+        ]
+        reservation = counter_store().reserve(all_counters)
+        if reservation.granted:
+            break
+        first = reservation.refused[0]
+        if first < len(counters):
+            return Outcome(Disposition.DENY, [f"counter:{first}"], "", policies=policies)
+        budget = charged[first - len(counters)][0]
+        if (
+            budget.edge == BudgetEdge.DEGRADE
+            and model
+            and budget.degrade_to_model
+            and budget.pk not in degraded
+        ):
+            degraded.add(budget.pk)
+            continue
+        if budget.edge == BudgetEdge.ASK:
+            return Outcome(
+                Disposition.ASK, [Reason.BUDGET_ASK],
+                f"Budget {budget.name!r} is spent; a person must approve going over it.",
+                policies=policies, budgets=_budget_view(run, budgets),
+            )  # fmt: skip
+        return Outcome(
+            Disposition.DENY, [Reason.BUDGET_EXHAUSTED],
+            f"Budget {budget.name!r} ({budget.get_kind_display()}, limit {budget.limit}) is exhausted.",
+            policies=policies, budgets=_budget_view(run, budgets),
+        )  # fmt: skip
+
+    values = reservation.values[len(counters) :]
+    view = {}
+    reasons: list[str] = [Reason.ALLOWED]
+    charges = []
+    for (budget, period, _ttl, amount, _rule, _m), value in zip(charged, values, strict=True):  # type: ignore[misc]
+        view[budget.name] = _view_entry(budget, value)
+        if value > float(budget.limit) and budget.edge == BudgetEdge.CONTINUE:
+            reasons.append(Reason.BUDGET_OVER_CONTINUE)
+        if amount:
+            charges.append((budget, period, Decimal(str(amount))))
+    for budget in budgets:
+        if budget.name not in view and budget.kind != BudgetKind.WALL_TIME:
+            view[budget.name] = _view_entry(
+                budget,
+                counter_store().read([_budget_key(budget, _period(run, budget.scope)[0])])[0],
+            )
+    if degraded:
+        target = next(b for b, *_ in charged if b.pk in degraded)  # type: ignore[misc]
+        return Outcome(
+            Disposition.MODIFY, [Reason.BUDGET_DEGRADED],
+            f"Budget {target.name!r} is spent: use {target.degrade_to_model} instead of {model}.",
+            policies=policies, budgets=view, modified={"model": target.degrade_to_model}, charges=charges,
+        )  # fmt: skip
+    return Outcome(
+        Disposition.ALLOW, reasons, "Allowed: granted, valid, permitted and within budget.",
+        policies=policies, budgets=view, charges=charges,
+    )  # fmt: skip
+
+
+def _view_entry(budget: Budget, used: float) -> dict[str, Any]:
+    limit = float(budget.limit)
+    return {"kind": budget.kind, "limit": limit, "used": used, "remaining": max(limit - used, 0.0)}
+
+
+def _budget_view(run: Run, budgets: list[Budget]) -> dict[str, Any]:
+    budgets = budgets or _budgets_for(run.agent)
+    keys = [_budget_key(b, _period(run, b.scope)[0]) for b in budgets]
+    try:
+        values = counter_store().read(keys)
+    except CounterStoreUnavailable:
+        return {}
+    return {b.name: _view_entry(b, v) for b, v in zip(budgets, values, strict=True)}
+
+
+def _unavailable(run: Run, request: DecisionRequest, why: str) -> Outcome:
+    """A store Tether needs is down: deny, unless the agent's registered posture says otherwise."""
+    posture = run.agent.failure_posture
+    if posture == "fail_open":
+        return Outcome(
+            Disposition.ALLOW,
+            [Reason.STORE_UNAVAILABLE, Reason.FAIL_OPEN],
+            f"{why} The agent fails open.",
+        )
+    if (
+        posture == "read_only"
+        and request.action == Action.TOOL_INVOKE
+        and request.tool_action in READ_ACTIONS
+    ):
+        return Outcome(
+            Disposition.ALLOW,
+            [Reason.STORE_UNAVAILABLE],
+            f"{why} Reads continue (read-only posture).",
+        )
+    return _deny(Reason.STORE_UNAVAILABLE, f"{why} Failing closed.")
+
+
+# --- recording -------------------------------------------------------------------------------
+
+
+def _record(run: Run, request: DecisionRequest, outcome: Outcome, began: float) -> Decision:
+    decision = Decision(
+        created_at=timezone.now(),
+        run=run,
+        agent_id=run.agent_id,
+        environment=run.environment,
+        action=request.action,
+        target=request.target[:200],
+        tool_action=request.tool_action[:40],
+        disposition=outcome.disposition,
+        reasons=[str(r) for r in outcome.reasons],
+        reasoning=outcome.reasoning,
+        policies=outcome.policies,
+        budgets=outcome.budgets,
+        arguments_sha256=_arguments_hash(request.arguments) if request.arguments else "",
+        modified=outcome.modified,
+        on_behalf_of_name=run.on_behalf_of.get_username() if run.on_behalf_of else "",
+        request_id=get_request_id(),
+    )
+    decision.duration_us = int((time.perf_counter() - began) * 1_000_000)
+    try:
+        with transaction.atomic():
+            decision.save(force_insert=True)
+            BudgetLedgerEntry.objects.bulk_create(
+                BudgetLedgerEntry(budget=b, period_key=p, decision=decision, amount=a)
+                for b, p, a in outcome.charges
+            )
+    except DatabaseError as exc:
+        logger.error("decision not recorded, failing closed: %s", exc)
+        decision.pk = None
+        decision.disposition = Disposition.DENY
+        decision.reasons = [Reason.STORE_UNAVAILABLE]
+        decision.reasoning = "The decision could not be recorded, so it is denied."
+        decision.modified = None
+        spool_decision(decision)
+    return decision
+
+
+def spool_path() -> Path:
+    return Path(settings.VAR_DIR) / "spool" / "decisions.jsonl"
+
+
+def spool_decision(decision: Decision) -> None:
+    """Keep a decision the database refused on local disk (fsynced) until it can be replayed."""
+    path = spool_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    row = {
+        "created_at": decision.created_at.isoformat(),
+        "run_id": str(decision.run_id) if decision.run_id else None,
+        "agent_id": decision.agent_id,
+        "environment": decision.environment,
+        "action": decision.action,
+        "target": decision.target,
+        "tool_action": decision.tool_action,
+        "disposition": decision.disposition,
+        "reasons": decision.reasons,
+        "reasoning": decision.reasoning,
+        "policies": decision.policies,
+        "budgets": decision.budgets,
+        "arguments_sha256": decision.arguments_sha256,
+        "on_behalf_of_name": decision.on_behalf_of_name,
+        "request_id": decision.request_id,
+        "duration_us": decision.duration_us,
+    }
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def spool_replay() -> int:
+    """Move spooled decisions into the database; the spool is truncated only after commit."""
+    path = spool_path()
+    if not path.exists():
+        return 0
+    working = path.with_suffix(".replaying")
+    if not working.exists():
+        path.rename(working)
+    rows = [json.loads(line) for line in working.read_text().splitlines() if line.strip()]
+    with transaction.atomic():
+        Decision.objects.bulk_create(
+            Decision(**{**row, "created_at": datetime.fromisoformat(row["created_at"])})
+            for row in rows
+        )
+    working.unlink()
+    return len(rows)
+
+
+# --- usage -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def usage_reconcile(
+    *, run: Run, decision_id: int, input_tokens: int, output_tokens: int, cost_usd: Decimal | None
+) -> dict[str, Any]:
+    """Replace a model call's estimated tokens and spend by what it really used."""
+    from apps.common.errors import ApplicationError, Conflict, NotFound
+
+    decision = Decision.objects.select_for_update().filter(pk=decision_id, run=run).first()
+    if decision is None:
+        raise NotFound("No such decision in this run.")
+    if decision.action != Action.MODEL_CALL or decision.disposition not in (
+        Disposition.ALLOW,
+        Disposition.MODIFY,
+    ):
+        raise ApplicationError("Only an allowed model call reports usage.")
+    entries = list(decision.ledger.select_related("budget"))
+    if any(e.reconciliation for e in entries):
+        raise Conflict("Usage for this decision was already reported.")
+    actual = {
+        BudgetKind.TOKENS: Decimal(input_tokens + output_tokens),
+        BudgetKind.SPEND: cost_usd,
+    }
+    for entry in entries:
+        real = actual.get(entry.budget.kind)
+        if real is None:
+            continue
+        delta = real - entry.amount
+        counter_store().adjust(_budget_key(entry.budget, entry.period_key), float(delta))
+        BudgetLedgerEntry.objects.create(
+            budget=entry.budget,
+            period_key=entry.period_key,
+            decision=decision,
+            amount=delta,
+            reconciliation=True,
+        )
+    return _budget_view(run, [])

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from apps.accounts.models import Department
+from apps.registry.constants import Environment
+from apps.registry.models import Agent, AgentVersion
+
+from .constants import (
+    OUTCOME_MAX,
+    TASK_MAX,
+    Action,
+    BudgetEdge,
+    BudgetKind,
+    BudgetScope,
+    Disposition,
+    RunState,
+)
+
+
+class AgentCredential(models.Model):
+    """A long-lived secret an agent exchanges for run tokens; one environment each."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="credentials")
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    name = models.CharField(max_length=100)
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_by_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    replaced_by = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaces"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} · {self.environment} · {self.name}"
+
+
+class Delegation(models.Model):
+    """A person's standing permission for an agent to act on their behalf."""
+
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="delegations"
+    )
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="delegations")
+    tools = models.JSONField(
+        default=list, blank=True, help_text="Tool slugs it covers; empty means all the agent's."
+    )
+    note = models.CharField(max_length=300, blank=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.person} → {self.agent.slug}"
+
+
+class Run(models.Model):
+    """One execution of an agent, from token exchange to its end, tied to the version in force."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="runs")
+    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="runs")
+    credential = models.ForeignKey(
+        AgentCredential, null=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    task = models.TextField(max_length=TASK_MAX)
+    intent = models.CharField(max_length=300, blank=True)
+    on_behalf_of = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    delegation = models.ForeignKey(
+        Delegation, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.RUNNING)
+    outcome = models.CharField(max_length=OUTCOME_MAX, blank=True)
+    envelope = models.JSONField(
+        default=dict, help_text="What this run may touch: tools with actions, memory with access."
+    )
+    token_lookup = models.CharField(max_length=16, unique=True)
+    token_digest = models.CharField(max_length=64)
+    token_expires_at = models.DateTimeField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["agent", "-started_at"]),
+            models.Index(fields=["state", "token_expires_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} run {str(self.id)[:8]}"
+
+
+class Decision(models.Model):
+    """One answer of the decision service, written before the answer leaves.
+
+    This table is the decision audit trail: rows are only inserted, the serial id orders them,
+    and the hash chain (a later migration) covers them like the audit log.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(db_index=True)
+    run = models.ForeignKey(Run, null=True, on_delete=models.PROTECT, related_name="decisions")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="decisions")
+    environment = models.CharField(max_length=16)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    target = models.CharField(max_length=200, help_text="Tool, model, memory store or agent.")
+    tool_action = models.CharField(max_length=40, blank=True)
+    disposition = models.CharField(max_length=8, choices=Disposition.choices)
+    reasons = models.JSONField(default=list)
+    reasoning = models.TextField()
+    policies = models.JSONField(default=list)
+    budgets = models.JSONField(default=dict)
+    arguments_sha256 = models.CharField(max_length=64, blank=True)
+    modified = models.JSONField(null=True, blank=True)
+    on_behalf_of_name = models.CharField(max_length=200, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    duration_us = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["agent", "-id"]),
+            models.Index(fields=["disposition", "-id"]),
+            models.Index(fields=["run", "id"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.disposition} {self.action} {self.target}"
+
+    @property
+    def modified_arguments(self) -> dict | None:
+        return (self.modified or {}).get("arguments")
+
+    @property
+    def modified_model(self) -> str | None:
+        return (self.modified or {}).get("model")
+
+
+class Budget(models.Model):
+    """An autonomy budget: a limit of one kind, over a scope and period, with an edge."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=BudgetKind.choices)
+    scope = models.CharField(max_length=20, choices=BudgetScope.choices)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    limit = models.DecimalField(max_digits=14, decimal_places=4)
+    edge = models.CharField(max_length=10, choices=BudgetEdge.choices, default=BudgetEdge.STOP)
+    degrade_to_model = models.CharField(max_length=100, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="department_month", department__isnull=False, agent__isnull=True)
+                    | (~models.Q(scope="department_month") & models.Q(agent__isnull=False))
+                ),
+                name="budget_scope_matches_owner",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} ≤ {self.limit}, {self.scope})"
+
+
+class BudgetLedgerEntry(models.Model):
+    """The durable record of every amount charged to a budget (Redis holds the hot counters)."""
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="ledger")
+    period_key = models.CharField(max_length=64)
+    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="ledger")
+    amount = models.DecimalField(max_digits=14, decimal_places=4)
+    reconciliation = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["budget", "period_key"])]
+
+    def __str__(self) -> str:
+        return f"{self.budget_id}:{self.period_key} {self.amount}"

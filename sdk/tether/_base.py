@@ -1,0 +1,389 @@
+"""What the sync and async clients share: configuration, reading answers, retry delays, the
+failure postures and the fields of a run. Everything here is free of I/O."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from collections.abc import Awaitable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, cast
+
+import httpx
+
+from ._version import __version__
+from .errors import (
+    ApiError,
+    ApprovalRequired,
+    BadRequest,
+    ConfigurationError,
+    Deferred,
+    Denied,
+    Forbidden,
+    ProtocolError,
+    RunEnded,
+    RunTokenRejected,
+    TetherUnavailable,
+    Unauthorized,
+)
+from .models import FAILURE_POSTURES, READ_ACTIONS, Decision, Envelope, FailurePosture
+
+logger = logging.getLogger("tether")
+
+API_PREFIX = "/api/v1/runtime/"
+USER_AGENT = f"tether-sdk/{__version__}"
+AGENT_KEY_PREFIX = "tth_agent_"
+DEFAULT_TTL_SECONDS = 900.0
+#: Heartbeats go out at this fraction of the run token's lifetime, so two can fail in a row
+#: before the token expires.
+HEARTBEAT_FRACTION = 1 / 3
+MIN_HEARTBEAT_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 10.0
+OUTCOME_MAX = 100
+
+# The run governed functions ask: set by ``client.run(...)`` for the block it wraps.
+current_run: ContextVar[RunBase | None] = ContextVar("tether_current_run", default=None)
+
+
+def resolve_config(url: str | None, agent_key: str | None) -> tuple[str, str]:
+    """The URL and agent key from the arguments, else ``TETHER_URL`` / ``TETHER_AGENT_KEY``."""
+    url = url or os.environ.get("TETHER_URL", "")
+    agent_key = agent_key or os.environ.get("TETHER_AGENT_KEY", "")
+    if not url:
+        raise ConfigurationError("no Tether URL: pass url= or set TETHER_URL")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"the Tether URL should start with http:// or https://: {url!r}")
+    if not agent_key:
+        raise ConfigurationError("no agent key: pass agent_key= or set TETHER_AGENT_KEY")
+    if not agent_key.startswith(AGENT_KEY_PREFIX):
+        raise ConfigurationError(
+            f"the agent key should start with {AGENT_KEY_PREFIX!r}; "
+            "issue one on the agent's page in Tether (a personal token will not do)"
+        )
+    return url.rstrip("/"), agent_key
+
+
+def check_settings(timeout: float, retries: int, backoff: float) -> None:
+    if timeout <= 0:
+        raise ConfigurationError("timeout must be positive")
+    if retries < 0:
+        raise ConfigurationError("retries cannot be negative")
+    if backoff < 0:
+        raise ConfigurationError("backoff cannot be negative")
+
+
+def base_url(url: str) -> str:
+    return url + API_PREFIX
+
+
+def default_headers() -> dict[str, str]:
+    return {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+
+def encode(body: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"cannot send this to Tether as JSON: {exc}") from exc
+
+
+def request_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def retry_delay(backoff: float, attempt: int) -> float:
+    """Exponential backoff with jitter: about ``backoff * 2**attempt``, between half and all of
+    it, so that many agents retrying after the same outage do not arrive together."""
+    ceiling = min(MAX_BACKOFF_SECONDS, backoff * 2.0**attempt)
+    return ceiling * (0.5 + random.random() / 2)
+
+
+def is_retryable(response: httpx.Response) -> bool:
+    return response.status_code >= 500
+
+
+def unavailable(cause: BaseException | None) -> TetherUnavailable:
+    decision = Decision(
+        id=None,
+        disposition="deny",
+        reasons=("store_unavailable",),
+        reasoning=f"Tether could not be reached: {cause}" if cause else "Tether is unavailable",
+        local=True,
+    )
+    return TetherUnavailable(decision, cause)
+
+
+def run_ended(state: str | None) -> RunEnded:
+    decision = Decision(
+        id=None,
+        disposition="deny",
+        reasons=("run_not_running",),
+        reasoning=f"The run is no longer running (state: {state or 'unknown'}).",
+        local=True,
+    )
+    return RunEnded(decision, state)
+
+
+def read_response(response: httpx.Response) -> dict[str, Any]:
+    """The JSON body of a 2xx answer; the matching exception for a 4xx."""
+    data: Any
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.is_success:
+        if not isinstance(data, dict):
+            raise ProtocolError(f"Tether answered {response.status_code} without a JSON object")
+        return data
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        code = str(error.get("code") or f"http_{response.status_code}")
+        message = str(error.get("message") or response.reason_phrase)
+        details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    else:
+        code, message, details = f"http_{response.status_code}", response.reason_phrase, {}
+    status = response.status_code
+    if code == "run_not_running":
+        state = details.get("state") if details else None
+        raise run_ended(str(state) if state else None)
+    error_class: type[ApiError] = {401: Unauthorized, 403: Forbidden}.get(status, ApiError)
+    if status in (400, 413, 422):
+        error_class = BadRequest
+    raise error_class(status, code, message, details)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass
+class RunBase:
+    """A run as Tether started it, and the checks it makes; see ``Run`` and ``AsyncRun``.
+
+    ``outcome`` may be set inside the block: it is the outcome label sent when the run
+    finishes normally (a failed run sends the exception's class name).
+    """
+
+    id: str
+    token: str = field(repr=False)
+    failure_posture: FailurePosture
+    envelope: Envelope
+    agent: str = ""
+    version: Any = None
+    environment: str = ""
+    task: str = ""
+    on_behalf_of: str | None = None
+    parent_run: str | None = None
+    started_at: datetime | None = None
+    expires_at: datetime | None = None
+    url: str = ""
+    state: str = "running"
+    outcome: str | None = None
+
+    @classmethod
+    def fields_from_start(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The constructor's keyword arguments from the answer to ``POST runs/``."""
+        run = data.get("run")
+        token = data.get("token")
+        if not isinstance(run, dict) or not isinstance(run.get("id"), str):
+            raise ProtocolError("the started run has no id")
+        if not isinstance(token, str) or not token:
+            raise ProtocolError("the started run has no token")
+        posture = data.get("failure_posture") or "fail_closed"
+        if posture not in FAILURE_POSTURES:
+            # An unknown posture must not loosen anything.
+            logger.warning("unknown failure posture %r; failing closed", posture)
+            posture = "fail_closed"
+        return {
+            "id": run["id"],
+            "token": token,
+            "failure_posture": cast(FailurePosture, posture),
+            "envelope": Envelope.from_json(data.get("envelope")),
+            "agent": str(run.get("agent") or ""),
+            "version": run.get("version"),
+            "environment": str(run.get("environment") or ""),
+            "task": str(run.get("task") or ""),
+            "on_behalf_of": run.get("on_behalf_of"),
+            "parent_run": run.get("parent_run"),
+            "started_at": _parse_time(run.get("started_at")),
+            "expires_at": _parse_time(run.get("expires_at")),
+            "url": str(run.get("url") or ""),
+            "state": str(run.get("state") or "running"),
+        }
+
+    @property
+    def ended(self) -> bool:
+        return self.state != "running"
+
+    def heartbeat_interval(self) -> float:
+        """A fraction of the token's lifetime, measured on Tether's own clock."""
+        ttl = DEFAULT_TTL_SECONDS
+        if self.started_at and self.expires_at:
+            ttl = (self.expires_at - self.started_at).total_seconds()
+        return max(MIN_HEARTBEAT_SECONDS, ttl * HEARTBEAT_FRACTION)
+
+    # -- building requests ------------------------------------------------------------------
+
+    def _path(self, action: str) -> str:
+        return f"runs/{self.id}/{action}"
+
+    def _raise_if_ended(self) -> None:
+        if self.ended:
+            raise run_ended(self.state)
+
+    def _mark_ended(self, error: RunEnded) -> None:
+        self.state = error.state or "ended"
+
+    def _beaten(self, data: Mapping[str, Any]) -> None:
+        self.state = str(data.get("state") or self.state)
+        self.expires_at = _parse_time(data.get("expires_at")) or self.expires_at
+
+    def _token_rejected(self, error: Unauthorized) -> RunTokenRejected:
+        """A 401 for the run token means the run is over; later checks raise at once."""
+        rejected = RunTokenRejected(run_ended(None).decision, error)
+        self._mark_ended(rejected)
+        return rejected
+
+    @staticmethod
+    def _tool_body(
+        name: str, arguments: Mapping[str, Any], action: str, reason: str | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "action": "tool.invoke",
+            "tool": name,
+            "tool_action": action,
+            "arguments": dict(arguments),
+        }
+        if reason is not None:
+            body["reason"] = reason
+        return body
+
+    @staticmethod
+    def _model_body(
+        model: str, input_tokens: int, output_tokens: int, cost_usd: float | None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "action": "model.call",
+            "model": model,
+            "estimated_input_tokens": input_tokens,
+            "estimated_output_tokens": output_tokens,
+        }
+        if cost_usd is not None:
+            body["estimated_cost_usd"] = cost_usd
+        return body
+
+    @staticmethod
+    def _memory_body(store: str, write: bool) -> dict[str, Any]:
+        return {"action": "memory.write" if write else "memory.read", "store": store}
+
+    @staticmethod
+    def _delegate_body(agent: str) -> dict[str, Any]:
+        return {"action": "delegate", "agent": agent}
+
+    @staticmethod
+    def _usage_body(
+        decision: Decision | int, input_tokens: int, output_tokens: int, cost_usd: float | None
+    ) -> dict[str, Any] | None:
+        decision_id = decision.id if isinstance(decision, Decision) else decision
+        if decision_id is None:
+            logger.warning("usage not reported: the decision was made locally, Tether never saw it")
+            return None
+        body: dict[str, Any] = {
+            "decision": decision_id,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+        }
+        if cost_usd is not None:
+            body["cost_usd"] = cost_usd
+        return body
+
+    @staticmethod
+    def _finish_body(state: str, outcome: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"state": state}
+        if outcome:
+            body["outcome"] = outcome[:OUTCOME_MAX]
+        return body
+
+    # -- reading answers --------------------------------------------------------------------
+
+    def _settle(self, data: Mapping[str, Any], body: Mapping[str, Any]) -> Decision:
+        """Turn Tether's answer into a returned decision or the matching exception."""
+        decision = Decision.from_json(data)
+        if decision.disposition == "deny":
+            if "run_not_running" in decision.reasons:
+                error = RunEnded(decision, None)
+                self._mark_ended(error)
+                raise error
+            raise Denied(decision)
+        if decision.disposition == "ask":
+            raise ApprovalRequired(decision)
+        if decision.disposition == "defer":
+            raise Deferred(decision)
+        return self._complete(decision, body)
+
+    @staticmethod
+    def _complete(decision: Decision, body: Mapping[str, Any]) -> Decision:
+        """Fill in what to call with: the asked-about arguments / model unless Tether changed
+        them."""
+        changes: dict[str, Any] = {}
+        if decision.arguments is None and body["action"] == "tool.invoke":
+            changes["arguments"] = dict(body["arguments"])
+        if decision.model is None and body["action"] == "model.call":
+            changes["model"] = body["model"]
+        return replace(decision, **changes) if changes else decision
+
+    def _fallback(self, error: TetherUnavailable, body: Mapping[str, Any]) -> Decision:
+        """Tether could not be reached: the agent's failure posture decides, never the error.
+
+        ``fail_closed`` raises; ``read_only`` lets tool calls whose action is a read
+        (``READ_ACTIONS``) through and nothing else; ``fail_open`` lets everything through.
+        Both allowances are logged as warnings. Tether applies the same rules when one of its
+        own stores is down.
+        """
+        action = str(body["action"])
+        what = action if action != "tool.invoke" else f"{body['tool']}:{body['tool_action']}"
+        posture = self.failure_posture
+        is_read = action == "tool.invoke" and body["tool_action"] in READ_ACTIONS
+        if posture == "fail_open" or (posture == "read_only" and is_read):
+            logger.warning(
+                "Tether unreachable (%s); %s allowed by the %s posture of run %s",
+                error.cause,
+                what,
+                posture,
+                self.id,
+            )
+            allowed = Decision(
+                id=None,
+                disposition="allow",
+                reasons=("store_unavailable",),
+                reasoning=f"Tether could not be reached; allowed by the {posture} posture.",
+                local=True,
+            )
+            return self._complete(allowed, body)
+        logger.warning(
+            "Tether unreachable (%s); %s denied (%s posture) in run %s",
+            error.cause,
+            what,
+            posture,
+            self.id,
+        )
+        raise error
+
+    # -- what governed functions call (implemented by Run and AsyncRun) ----------------------
+
+    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
+        raise NotImplementedError
+
+    def _check_tool_async(
+        self, name: str, arguments: dict[str, Any], action: str
+    ) -> Awaitable[Decision]:
+        raise NotImplementedError

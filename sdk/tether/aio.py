@@ -1,0 +1,290 @@
+"""The asynchronous client: ``AsyncClient`` and the ``AsyncRun`` it starts, the same surface as
+the synchronous one with ``async with`` and ``await``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+
+from ._base import (
+    RunBase,
+    base_url,
+    check_settings,
+    current_run,
+    default_headers,
+    encode,
+    is_retryable,
+    logger,
+    read_response,
+    request_headers,
+    resolve_config,
+    retry_delay,
+    unavailable,
+)
+from .errors import ApiError, NoActiveRun, RunEnded, TetherError, TetherUnavailable, Unauthorized
+from .governed import governed_tool
+from .models import Budget, Decision
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class AsyncClient:
+    """``Client`` for asyncio code; see ``tether.Client`` for the arguments."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        agent_key: str | None = None,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url, self.agent_key = resolve_config(url, agent_key)
+        check_settings(timeout, retries, backoff)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.AsyncClient(
+            base_url=base_url(self.url),
+            timeout=timeout,
+            transport=transport,
+            headers=default_headers(),
+        )
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def __repr__(self) -> str:
+        return f"<tether.AsyncClient {self.url}>"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @asynccontextmanager
+    async def run(
+        self,
+        task: str,
+        *,
+        intent: str | None = None,
+        on_behalf_of: str | None = None,
+        parent_run: str | None = None,
+    ) -> AsyncIterator[AsyncRun]:
+        """``async with client.run(task) as run:`` — see ``Client.run``."""
+        body: dict[str, Any] = {"task": task}
+        for key, value in (
+            ("intent", intent),
+            ("on_behalf_of", on_behalf_of),
+            ("parent_run", parent_run),
+        ):
+            if value is not None:
+                body[key] = value
+        data = await self._request("runs/", self.agent_key, body)
+        run = AsyncRun(
+            **AsyncRun.fields_from_start(data), client=self, loop=asyncio.get_running_loop()
+        )
+        heartbeat = asyncio.create_task(_heartbeat(run), name=f"tether-heartbeat-{run.id}")
+        token = current_run.set(run)
+        try:
+            yield run
+        except BaseException as exc:
+            await _cancel(heartbeat)
+            await run._finish("failed", type(exc).__name__)
+            raise
+        else:
+            await _cancel(heartbeat)
+            await run._finish("finished", run.outcome)
+        finally:
+            current_run.reset(token)
+
+    def governed_tool(
+        self, name: str, action: str = "invoke"
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """See ``tether.governed_tool``; calls ask the run of the enclosing ``run()`` block."""
+        return governed_tool(name, action)
+
+    def current_run(self) -> AsyncRun:
+        """The run of the enclosing ``async with client.run(...)`` block (for code such as a
+        framework's model node that cannot be handed the run); ``NoActiveRun`` outside one."""
+        run = current_run.get()
+        if not isinstance(run, AsyncRun):
+            raise NoActiveRun("no `async with client.run(...)` block is active here")
+        return run
+
+    async def _request(
+        self,
+        path: str,
+        token: str,
+        body: Mapping[str, Any],
+        *,
+        retries: int | None = None,
+    ) -> dict[str, Any]:
+        content = encode(body)
+        headers = request_headers(token)
+        attempts = (self.retries if retries is None else retries) + 1
+        cause: BaseException | None = None
+        for attempt in range(attempts):
+            if attempt:
+                await self._sleep(retry_delay(self.backoff, attempt - 1))
+            try:
+                response = await self._http.post(path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                cause = exc
+                continue
+            if is_retryable(response):
+                cause = TetherError(f"{response.status_code} {response.reason_phrase}")
+                continue
+            return read_response(response)
+        raise unavailable(cause)
+
+
+@dataclass
+class AsyncRun(RunBase):
+    """``Run`` for asyncio code: the same checks, awaited."""
+
+    client: AsyncClient = field(repr=False, compare=False, kw_only=True)
+    loop: asyncio.AbstractEventLoop = field(repr=False, compare=False, kw_only=True)
+
+    async def check_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        action: str = "invoke",
+        reason: str | None = None,
+    ) -> Decision:
+        return await self._decide(self._tool_body(name, arguments, action, reason))
+
+    async def check_model(
+        self,
+        model: str,
+        estimated_input_tokens: int,
+        estimated_output_tokens: int,
+        *,
+        estimated_cost_usd: float | None = None,
+    ) -> Decision:
+        return await self._decide(
+            self._model_body(
+                model, estimated_input_tokens, estimated_output_tokens, estimated_cost_usd
+            )
+        )
+
+    async def check_memory(self, store: str, write: bool = False) -> Decision:
+        return await self._decide(self._memory_body(store, write))
+
+    async def check_delegate(self, agent: str) -> Decision:
+        return await self._decide(self._delegate_body(agent))
+
+    async def report_usage(
+        self,
+        decision: Decision | int,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float | None = None,
+    ) -> dict[str, Budget] | None:
+        body = self._usage_body(decision, input_tokens, output_tokens, cost_usd)
+        if body is None:
+            return None
+        try:
+            data = await self._send("usage/", body)
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("usage for decision %s not reported: %s", body["decision"], exc)
+            return None
+        budgets = data.get("budgets") or {}
+        return {str(name): Budget.from_json(value) for name, value in budgets.items()}
+
+    async def heartbeat(self) -> None:
+        data = await self._send(self._path("heartbeat"), {}, retries=0)
+        self._beaten(data)
+
+    async def _send(
+        self, path: str, body: dict[str, Any], *, retries: int | None = None
+    ) -> dict[str, Any]:
+        self._raise_if_ended()
+        try:
+            return await self.client._request(path, self.token, body, retries=retries)
+        except RunEnded as exc:
+            self._mark_ended(exc)
+            raise
+        except Unauthorized as exc:
+            raise self._token_rejected(exc) from exc
+
+    async def _decide(self, body: dict[str, Any]) -> Decision:
+        try:
+            data = await self._send("decisions/", body)
+        except TetherUnavailable as exc:
+            return self._fallback(exc, body)
+        return self._settle(data, body)
+
+    async def _finish(self, state: str, outcome: str | None) -> None:
+        if self.ended:
+            return
+        try:
+            await self._send(self._path("finish"), self._finish_body(state, outcome))
+        except RunEnded:
+            pass  # Tether ended it first (killed, expired): nothing left to finish.
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("run %s not finished in Tether (it will expire): %s", self.id, exc)
+        else:
+            self.state = state
+
+    async def _check_tool_async(
+        self, name: str, arguments: dict[str, Any], action: str
+    ) -> Decision:
+        return await self.check_tool(name, arguments, action=action)
+
+    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
+        """A sync tool inside an async run, e.g. run by a framework in a worker thread: ask on
+        the run's event loop and wait here. On the loop's own thread that would deadlock."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise TetherError(
+                f"the synchronous governed tool {name!r} was called on the event loop of an "
+                "async run; make it `async def`, or call it from a worker thread"
+            )
+        future = asyncio.run_coroutine_threadsafe(
+            self.check_tool(name, arguments, action=action), self.loop
+        )
+        return future.result()
+
+
+async def _heartbeat(run: AsyncRun) -> None:
+    interval = run.heartbeat_interval()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await run.heartbeat()
+        except RunEnded:
+            logger.warning("run %s ended in Tether (%s)", run.id, run.state)
+            return
+        except ApiError as exc:
+            logger.warning("heartbeat of run %s refused, stopping: %s", run.id, exc)
+            return
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("heartbeat of run %s failed, will retry: %s", run.id, exc)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Stop the heartbeat; unlike awaiting it, waiting does not swallow our own cancellation."""
+    task.cancel()
+    await asyncio.wait([task])

@@ -1,0 +1,319 @@
+"""The synchronous client: ``Client`` and the ``Run`` it starts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+
+from ._base import (
+    RunBase,
+    base_url,
+    check_settings,
+    current_run,
+    default_headers,
+    encode,
+    is_retryable,
+    logger,
+    read_response,
+    request_headers,
+    resolve_config,
+    retry_delay,
+    unavailable,
+)
+from .errors import ApiError, NoActiveRun, RunEnded, TetherError, TetherUnavailable, Unauthorized
+from .governed import governed_tool
+from .models import Budget, Decision
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Client:
+    """Talks to Tether for one agent, identified by its agent key.
+
+    ``url`` and ``agent_key`` default to ``TETHER_URL`` and ``TETHER_AGENT_KEY``. Requests
+    that fail with a connection error or a 5xx are retried ``retries`` times, waiting about
+    ``backoff * 2**attempt`` seconds; 4xx answers are not retried. ``transport`` is handed to
+    httpx (tests pass ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        agent_key: str | None = None,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url, self.agent_key = resolve_config(url, agent_key)
+        check_settings(timeout, retries, backoff)
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._http = httpx.Client(
+            base_url=base_url(self.url),
+            timeout=timeout,
+            transport=transport,
+            headers=default_headers(),
+        )
+        self._sleep: Callable[[float], None] = time.sleep
+
+    def __repr__(self) -> str:
+        return f"<tether.Client {self.url}>"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def run(
+        self,
+        task: str,
+        *,
+        intent: str | None = None,
+        on_behalf_of: str | None = None,
+        parent_run: str | None = None,
+    ) -> Iterator[Run]:
+        """Start a run for the block, heartbeat while it lasts, finish it on the way out.
+
+        The block's run becomes the one ``governed_tool`` functions ask. Leaving normally
+        finishes the run (outcome ``run.outcome``); leaving by an exception marks it failed
+        with the exception's class name, and the exception goes on. If Tether cannot be
+        reached to start the run, ``TetherUnavailable`` is raised: there is no posture yet.
+        """
+        body: dict[str, Any] = {"task": task}
+        for key, value in (
+            ("intent", intent),
+            ("on_behalf_of", on_behalf_of),
+            ("parent_run", parent_run),
+        ):
+            if value is not None:
+                body[key] = value
+        data = self._request("runs/", self.agent_key, body)
+        run = Run(**Run.fields_from_start(data), client=self)
+        heartbeat = _Heartbeat(run)
+        heartbeat.start()
+        token = current_run.set(run)
+        try:
+            yield run
+        except BaseException as exc:
+            heartbeat.stop()
+            run._finish("failed", type(exc).__name__)
+            raise
+        else:
+            heartbeat.stop()
+            run._finish("finished", run.outcome)
+        finally:
+            current_run.reset(token)
+
+    def governed_tool(
+        self, name: str, action: str = "invoke"
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """See ``tether.governed_tool``; calls ask the run of the enclosing ``run()`` block."""
+        return governed_tool(name, action)
+
+    def current_run(self) -> Run:
+        """The run of the enclosing ``with client.run(...)`` block (for code such as a
+        framework's model node that cannot be handed the run); ``NoActiveRun`` outside one."""
+        run = current_run.get()
+        if not isinstance(run, Run):
+            raise NoActiveRun("no `with client.run(...)` block is active here")
+        return run
+
+    def _request(
+        self,
+        path: str,
+        token: str,
+        body: Mapping[str, Any],
+        *,
+        retries: int | None = None,
+    ) -> dict[str, Any]:
+        """POST with retries on connection errors and 5xx; ``TetherUnavailable`` after them."""
+        content = encode(body)
+        headers = request_headers(token)
+        attempts = (self.retries if retries is None else retries) + 1
+        cause: BaseException | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(retry_delay(self.backoff, attempt - 1))
+            try:
+                response = self._http.post(path, content=content, headers=headers)
+            except httpx.TransportError as exc:
+                cause = exc
+                continue
+            if is_retryable(response):
+                cause = TetherError(f"{response.status_code} {response.reason_phrase}")
+                continue
+            return read_response(response)
+        raise unavailable(cause)
+
+
+@dataclass
+class Run(RunBase):
+    """A running run of the agent: ask before each governed step.
+
+    Every ``check_*`` returns the ``Decision`` when the step may go ahead (``allow`` or
+    ``modify``) and raises otherwise: ``Denied`` for ``deny``, ``ApprovalRequired`` for
+    ``ask``, ``Deferred`` for ``defer``, ``RunEnded`` once the run is over, and
+    ``TetherUnavailable`` when Tether cannot be reached and the posture says fail closed.
+    """
+
+    client: Client = field(repr=False, compare=False, kw_only=True)
+
+    def check_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any],
+        *,
+        action: str = "invoke",
+        reason: str | None = None,
+    ) -> Decision:
+        """May the tool ``name`` do ``action`` with these arguments? Call it with the returned
+        decision's ``arguments`` (Tether's modified ones on ``modify``)."""
+        return self._decide(self._tool_body(name, arguments, action, reason))
+
+    def check_model(
+        self,
+        model: str,
+        estimated_input_tokens: int,
+        estimated_output_tokens: int,
+        *,
+        estimated_cost_usd: float | None = None,
+    ) -> Decision:
+        """Reserve a model call; call ``decision.model`` (a cheaper one when degraded), then
+        ``report_usage`` with what it really used."""
+        return self._decide(
+            self._model_body(
+                model, estimated_input_tokens, estimated_output_tokens, estimated_cost_usd
+            )
+        )
+
+    def check_memory(self, store: str, write: bool = False) -> Decision:
+        """May the run read (or, with ``write=True``, write) this memory store?"""
+        return self._decide(self._memory_body(store, write))
+
+    def check_delegate(self, agent: str) -> Decision:
+        """May the run hand work to the agent ``agent`` (a sub-agent run)?"""
+        return self._decide(self._delegate_body(agent))
+
+    def report_usage(
+        self,
+        decision: Decision | int,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float | None = None,
+    ) -> dict[str, Budget] | None:
+        """Reconcile a model call's reservation with what it used; returns the budgets.
+
+        The step already happened, so a failure here is logged, not raised (the reservation
+        made at decision time still counts against the budgets); ``None`` is returned.
+        """
+        body = self._usage_body(decision, input_tokens, output_tokens, cost_usd)
+        if body is None:
+            return None
+        try:
+            data = self._send("usage/", body)
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("usage for decision %s not reported: %s", body["decision"], exc)
+            return None
+        budgets = data.get("budgets") or {}
+        return {str(name): Budget.from_json(value) for name, value in budgets.items()}
+
+    def heartbeat(self) -> None:
+        """Extend the run token (the client does this in the background)."""
+        data = self._send(self._path("heartbeat"), {}, retries=0)
+        self._beaten(data)
+
+    def _send(
+        self, path: str, body: dict[str, Any], *, retries: int | None = None
+    ) -> dict[str, Any]:
+        """A request with the run token; the run is marked over when Tether says it is."""
+        self._raise_if_ended()
+        try:
+            return self.client._request(path, self.token, body, retries=retries)
+        except RunEnded as exc:
+            self._mark_ended(exc)
+            raise
+        except Unauthorized as exc:
+            raise self._token_rejected(exc) from exc
+
+    def _decide(self, body: dict[str, Any]) -> Decision:
+        try:
+            data = self._send("decisions/", body)
+        except TetherUnavailable as exc:
+            return self._fallback(exc, body)
+        return self._settle(data, body)
+
+    def _finish(self, state: str, outcome: str | None) -> None:
+        if self.ended:
+            return
+        try:
+            self._send(self._path("finish"), self._finish_body(state, outcome))
+        except RunEnded:
+            pass  # Tether ended it first (killed, expired): nothing left to finish.
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("run %s not finished in Tether (it will expire): %s", self.id, exc)
+        else:
+            self.state = state
+
+    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
+        return self.check_tool(name, arguments, action=action)
+
+    async def _check_tool_async(
+        self, name: str, arguments: dict[str, Any], action: str
+    ) -> Decision:
+        # An async tool inside a sync run: ask from a worker thread, not on the event loop.
+        return await asyncio.to_thread(self.check_tool, name, arguments, action=action)
+
+
+class _Heartbeat:
+    """Keeps the run token alive from a daemon thread until the run ends."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"tether-heartbeat-{run.id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=self._run.client.timeout + 1)
+
+    def _loop(self) -> None:
+        interval = self._run.heartbeat_interval()
+        while not self._stopped.wait(interval):
+            try:
+                self._run.heartbeat()
+            except RunEnded:
+                logger.warning("run %s ended in Tether (%s)", self._run.id, self._run.state)
+                return
+            except ApiError as exc:
+                logger.warning("heartbeat of run %s refused, stopping: %s", self._run.id, exc)
+                return
+            except (TetherError, httpx.HTTPError) as exc:
+                logger.warning("heartbeat of run %s failed, will retry: %s", self._run.id, exc)

@@ -1,0 +1,165 @@
+"""The values Tether answers with: decisions, budgets, the permission envelope."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast, get_args
+
+from .errors import ProtocolError
+
+Disposition = Literal["allow", "deny", "modify", "ask", "defer"]
+FailurePosture = Literal["fail_closed", "read_only", "fail_open"]
+
+DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
+FAILURE_POSTURES: frozenset[str] = frozenset(get_args(FailurePosture))
+
+#: Tool actions that the ``read_only`` posture lets through while Tether is unreachable: the
+#: same list Tether itself uses when one of its own stores is down.
+READ_ACTIONS: frozenset[str] = frozenset(
+    {"read", "get", "list", "search", "lookup", "query", "fetch", "view"}
+)
+
+Number = int | float
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget as a decision reports it; ``None`` where Tether sets no number."""
+
+    limit: Number | None
+    used: Number | None
+    remaining: Number | None
+    kind: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Budget:
+        if not isinstance(data, Mapping):
+            raise ProtocolError(f"a budget should be an object, not {data!r}")
+        return cls(
+            limit=_number(data.get("limit")),
+            used=_number(data.get("used")),
+            remaining=_number(data.get("remaining")),
+            kind=str(data["kind"]) if data.get("kind") is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Tether's answer to one governed step.
+
+    ``arguments`` are the arguments to call the tool with: the modified ones for ``modify``,
+    the ones asked about for ``allow``. ``model`` is the model to call: a cheaper one when a
+    budget degraded it. ``local`` is true for a decision this client made itself because
+    Tether could not be reached (see failure postures); such a decision has no ``id``.
+    """
+
+    id: int | None
+    disposition: Disposition
+    reasons: tuple[str, ...] = ()
+    reasoning: str = ""
+    policies: tuple[str, ...] = ()
+    budgets: Mapping[str, Budget] = field(default_factory=dict)
+    arguments: dict[str, Any] | None = None
+    model: str | None = None
+    approval: dict[str, Any] | None = None
+    local: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        """True for ``allow`` and ``modify``: the step may go ahead (as modified)."""
+        return self.disposition in ("allow", "modify")
+
+    @classmethod
+    def from_json(cls, data: Any) -> Decision:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("a decision should be a JSON object")
+        disposition = data.get("disposition")
+        if disposition not in DISPOSITIONS:
+            raise ProtocolError(f"unknown disposition {disposition!r}")
+        decision_id = data.get("id")
+        if decision_id is not None and not isinstance(decision_id, int):
+            raise ProtocolError(f"a decision id should be an integer, not {decision_id!r}")
+        budgets = data.get("budgets") or {}
+        arguments = data.get("arguments")
+        approval = data.get("approval")
+        model = data.get("model")
+        if not isinstance(budgets, Mapping):
+            raise ProtocolError("budgets should be an object")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise ProtocolError("modified arguments should be an object")
+        if approval is not None and not isinstance(approval, dict):
+            raise ProtocolError("approval should be an object")
+        if model is not None and not isinstance(model, str):
+            raise ProtocolError("model should be a string")
+        return cls(
+            id=decision_id,
+            disposition=cast(Disposition, disposition),
+            reasons=_strings(data.get("reasons"), "reasons"),
+            reasoning=str(data.get("reasoning") or ""),
+            policies=_strings(data.get("policies"), "policies"),
+            budgets={str(name): Budget.from_json(value) for name, value in budgets.items()},
+            arguments=arguments,
+            model=model,
+            approval=approval,
+        )
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the run may do at most, from the agent's grants when the run started.
+
+    Tether decides every step anyway; the envelope lets an agent plan (for instance, not
+    offer a model the tools it will never be allowed to use).
+    """
+
+    tools: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    memory: Mapping[str, str] = field(default_factory=dict)
+
+    def allows_tool(self, tool: str, action: str) -> bool:
+        return action in self.tools.get(tool, ())
+
+    @classmethod
+    def from_json(cls, data: Any) -> Envelope:
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ProtocolError("the envelope should be an object")
+        tools = data.get("tools") or {}
+        memory = data.get("memory") or {}
+        if not isinstance(tools, Mapping) or not isinstance(memory, Mapping):
+            raise ProtocolError("the envelope's tools and memory should be objects")
+        return cls(
+            tools={str(slug): _actions(entry) for slug, entry in tools.items()},
+            memory={str(slug): str(access) for slug, access in memory.items()},
+        )
+
+
+def _actions(entry: Any) -> tuple[str, ...]:
+    """A tool's entry is its list of actions, or an object with ``actions`` (and more, such as
+    the grant's constraints and expiry)."""
+    if isinstance(entry, Mapping):
+        entry = entry.get("actions")
+    return _strings(entry, "tool actions")
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ProtocolError(f"{what} should be a list")
+    return tuple(str(item) for item in value)
+
+
+def _number(value: Any) -> Number | None:
+    """Budgets in USD may arrive as decimal strings; counts as integers."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ProtocolError(f"a budget figure should be a number, not {value!r}")
