@@ -14,6 +14,7 @@ from django.db.models import Model
 from apps.accounts.models import User
 from apps.accounts.permissions import scope_of
 from apps.audit.services import Actor, audit_record
+from apps.common import generation
 from apps.common.errors import ApplicationError, Conflict, NotPermitted
 
 from .constants import MemoryAccess, MemoryClass
@@ -37,6 +38,9 @@ from .snapshots import (
     sha256_text,
     tool_spec,
 )
+
+# The compiled Cedar set (apps/policy) is derived from the registry; it rebuilds on this bump.
+POLICY_GENERATION = "policy"
 
 AGENT_FIELDS = (
     "name",
@@ -87,6 +91,12 @@ MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _record_change(**event: Any) -> None:
+    """Audit a registry change and tell every process's compiled policy set to follow it."""
+    audit_record(**event)
+    generation.bump_on_commit(POLICY_GENERATION)
 
 
 def _agent_state(agent: Agent) -> dict[str, Any]:
@@ -201,7 +211,7 @@ def record_version(*, agent: Agent, actor: Actor, summary: str = "") -> AgentVer
         change_summary=summary[:300],
         created_by_name=actor.name,
     )
-    audit_record(
+    _record_change(
         actor=actor,
         action="registry.agent_version.created",
         target_type="agent",
@@ -228,7 +238,7 @@ def agent_create(*, actor: User, data: Mapping[str, Any]) -> Agent:
     _check_agent_rules(agent)
     _save_new(agent)
     audit = Actor.user(actor)
-    audit_record(
+    _record_change(
         actor=audit,
         action="registry.agent.created",
         target_type="agent",
@@ -264,7 +274,7 @@ def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary:
     after = _agent_state(agent)
     if after != before:
         audit = Actor.user(actor)
-        audit_record(
+        _record_change(
             actor=audit,
             action="registry.agent.updated",
             target_type="agent",
@@ -403,7 +413,7 @@ def _audit_agent_change(actor: User, agent: Agent, before: dict[str, Any], summa
     if after == before:
         return
     audit = Actor.user(actor)
-    audit_record(
+    _record_change(
         actor=audit,
         action="registry.agent.updated",
         target_type="agent",
@@ -465,7 +475,7 @@ def agent_apply(
     after = _agent_state(agent)
     if after != before:
         audit = Actor.user(actor)
-        audit_record(
+        _record_change(
             actor=audit,
             action="registry.agent.created" if before is None else "registry.agent.updated",
             target_type="agent",
@@ -514,7 +524,7 @@ def _catalog_write(
         instance.data_classes.set(_data_classes(data["data_classes"]))
     after = {"name": instance.name, **spec(instance)}
     if after != before:
-        audit_record(
+        _record_change(
             actor=Actor.user(actor),
             action=f"registry.{kind.replace(' ', '_')}.{'created' if creating else 'updated'}",
             target_type=kind.replace(" ", "_"),
@@ -606,7 +616,7 @@ def grants_expire(*, now: datetime) -> int:
             agent = grant.agent
             before = _agent_state(agent)
             grant.delete()
-            audit_record(
+            _record_change(
                 actor=actor,
                 action="registry.agent.updated",
                 target_type="agent",

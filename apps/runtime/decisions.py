@@ -91,17 +91,51 @@ def _deny(reason: str, reasoning: str, **extra: Any) -> Outcome:
 
 # --- caches (per process; nothing here is rebuilt per request) -------------------------------
 
-_validators: dict[tuple[int, datetime], Draft202012Validator] = {}
+
+@dataclass(frozen=True)
+class ToolContract:
+    """What the pipeline needs of a tool, with its input schema compiled once."""
+
+    pk: int
+    slug: str
+    risk_class: str
+    approval_required: bool
+    rate_limit_per_minute: int | None
+    data_classes: tuple[str, ...]
+    validator: Draft202012Validator
+
+
+# Tool contracts live as long as the policy snapshot they were read under: the snapshot is
+# rebuilt whenever the registry changes (apps/policy), and these are dropped with it.
+_contracts: dict[str, ToolContract | None] = {}
+_contracts_snapshot: object = None
 _budgets: dict[int, tuple[float, list[Budget]]] = {}
 
 
-def _validator(tool: Tool) -> Draft202012Validator:
-    key = (tool.pk, tool.updated_at)
-    validator = _validators.get(key)
-    if validator is None:
-        validator = Draft202012Validator(tool.input_schema or {})
-        _validators[key] = validator
-    return validator
+def _tool_contract(slug: str) -> ToolContract | None:
+    global _contracts_snapshot
+    from apps.policy.evaluation import current_snapshot
+
+    snapshot = current_snapshot()
+    if snapshot is not _contracts_snapshot:
+        _contracts.clear()
+        _contracts_snapshot = snapshot
+    if slug not in _contracts:
+        tool = Tool.objects.filter(slug=slug).prefetch_related("data_classes").first()
+        _contracts[slug] = (
+            ToolContract(
+                pk=tool.pk,
+                slug=tool.slug,
+                risk_class=tool.risk_class,
+                approval_required=tool.approval_required,
+                rate_limit_per_minute=tool.rate_limit_per_minute,
+                data_classes=tuple(sorted(dc.slug for dc in tool.data_classes.all())),
+                validator=Draft202012Validator(tool.input_schema or {}),
+            )
+            if tool
+            else None
+        )
+    return _contracts[slug]
 
 
 def _budgets_for(agent: Agent) -> list[Budget]:
@@ -119,7 +153,9 @@ def _budgets_for(agent: Agent) -> list[Budget]:
 
 
 def forget_caches() -> None:
-    _validators.clear()
+    global _contracts_snapshot
+    _contracts.clear()
+    _contracts_snapshot = None
     _budgets.clear()
 
 
@@ -157,7 +193,7 @@ def _pipeline(run: Run, request: DecisionRequest) -> Outcome:
 
 def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     agent = run.agent
-    tool = Tool.objects.filter(slug=request.tool).first()
+    tool = _tool_contract(request.tool)
     if tool is None:
         return _deny(Reason.TOOL_UNKNOWN, f"No tool {request.tool!r} is registered.")
     entry = run.envelope.get("tools", {}).get(tool.slug)
@@ -174,11 +210,10 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
         )
     if entry.get("expires_at") and datetime.fromisoformat(entry["expires_at"]) <= timezone.now():
         return _deny(Reason.GRANT_EXPIRED, f"The grant of {tool.slug} has expired.")
-    live = agent.grants.filter(tool=tool).values_list("actions", "expires_at").first()
-    if live is None or request.tool_action not in live[0]:
-        return _deny(Reason.TOOL_NOT_GRANTED, f"The grant of {tool.slug} was revoked.")
+    # A grant revoked since the run started is refused by the policy stage: the registry's
+    # grants compile to the Cedar permits, and that set follows every registry change.
 
-    errors = sorted(_validator(tool).iter_errors(request.arguments), key=lambda e: list(e.path))
+    errors = sorted(tool.validator.iter_errors(request.arguments), key=lambda e: list(e.path))
     if errors:
         first = errors[0]
         where = "/".join(str(p) for p in first.path) or "(arguments)"
@@ -194,7 +229,7 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     policy = _policy(run, "tool.invoke", "Tool", tool.slug, {
         "tool_action": request.tool_action,
         "risk_class": tool.risk_class,
-        "data_classes": sorted(dc.slug for dc in tool.data_classes.all()),
+        "data_classes": list(tool.data_classes),
         "amount": _amount(request.arguments),
     })  # fmt: skip
     if not policy.allowed:
@@ -321,7 +356,7 @@ def _delegate(run: Run, request: DecisionRequest) -> Outcome:
 # --- stages ----------------------------------------------------------------------------------
 
 
-def _approval_gate(level: int, tool: Tool, is_read: bool) -> str:
+def _approval_gate(level: int, tool: ToolContract, is_read: bool) -> str:
     """Why a person must approve this call first, or '' (docs/autonomy-levels.md)."""
     if tool.approval_required:
         return f"Every call of {tool.slug} needs a person's approval."

@@ -120,6 +120,15 @@ class DelegationForm(forms.Form):
         help_text="Why, for your records, e.g. handle my claims while I am on leave.",
     )
 
+    def clean_expires_at(self) -> Any:
+        value = self.cleaned_data["expires_at"]
+        now = timezone.now()
+        if value <= now:
+            raise forms.ValidationError("Must be in the future.")
+        if value > now + timedelta(days=366):
+            raise forms.ValidationError("At most a year from now.")
+        return value
+
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         agents = Agent.objects.for_user(user).order_by("name")

@@ -141,7 +141,9 @@ def credential_issue(request: HttpRequest, slug: str) -> HttpResponse:
     user = current_user(request)
     agent = agent_get(user=user, slug=slug)
     if not _can_change(user, agent):
-        return _error_page(request, 403, "Only the agent's owner or an admin can issue credentials.")
+        return _error_page(
+            request, 403, "Only the agent's owner or an admin can issue credentials."
+        )
     form = CredentialIssueForm(request.POST if request.method == "POST" else None, agent=agent)
     if form.is_valid():
         try:
@@ -164,7 +166,9 @@ def credential_issue(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def credential_rotate(request: HttpRequest, slug: str, credential_id: int) -> HttpResponse:
     user = current_user(request)
-    credential = selectors.credential_get(user=user, slug=slug, credential_id=_check_id(credential_id))
+    credential = selectors.credential_get(
+        user=user, slug=slug, credential_id=_check_id(credential_id)
+    )
     agent = credential.agent
     if not _can_change(user, agent):
         return _error_page(request, 403, "Only the agent's owner or an admin can rotate it.")
@@ -183,7 +187,9 @@ def credential_rotate(request: HttpRequest, slug: str, credential_id: int) -> Ht
 @require_POST
 def credential_revoke(request: HttpRequest, slug: str, credential_id: int) -> HttpResponse:
     user = current_user(request)
-    credential = selectors.credential_get(user=user, slug=slug, credential_id=_check_id(credential_id))
+    credential = selectors.credential_get(
+        user=user, slug=slug, credential_id=_check_id(credential_id)
+    )
     agent = credential.agent
     if not _can_change(user, agent):
         return _error_page(request, 403, "Only the agent's owner or an admin can revoke it.")

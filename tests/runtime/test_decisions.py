@@ -115,3 +115,13 @@ def test_delegation_to_an_agent_the_registry_does_not_allow_is_denied(setup):
     run, _ = start_run(setup)
     decision = decide(run=run, request=DecisionRequest(action="delegate", agent="someone-else"))
     assert decision.reasons == ["delegation_not_allowed"]
+
+
+def test_a_grant_revoked_mid_run_is_refused_at_the_next_call(setup, org):
+    from apps.registry import services as registry
+
+    run, _ = start_run(setup)
+    assert decide(run=run, request=tool("crm-lookup", "read", customer_id="c")).disposition == "allow"
+    registry.grant_remove(actor=org.owner, grant=setup.agent.grants.get(tool=setup.lookup))
+    denied = decide(run=run, request=tool("crm-lookup", "read", customer_id="c2"))
+    assert (denied.disposition, denied.reasons) == ("deny", ["policy_denied"])
