@@ -43,6 +43,7 @@ echo "==> ruff, mypy"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 DEBUG=true .venv/bin/mypy apps
+DEBUG=true .venv/bin/mypy --strict sdk/tether
 
 echo "==> Django checks (production settings) and migrations"
 (

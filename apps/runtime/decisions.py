@@ -45,7 +45,7 @@ from .constants import (
     Reason,
     RunState,
 )
-from .counters import Counter, CounterStoreUnavailable, counter_store
+from .counters import Counter, CounterStoreUnavailable, Reservation, counter_store
 from .models import Budget, BudgetLedgerEntry, Decision, Run
 
 logger = logging.getLogger(__name__)
@@ -226,71 +226,78 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     if agent.autonomy_level == 0 and not is_read:
         return _deny(Reason.AUTONOMY_READ_ONLY, f"{agent.slug} is L0: it may only read.")
 
-    policy = _policy(run, "tool.invoke", "Tool", tool.slug, {
-        "tool_action": request.tool_action,
-        "risk_class": tool.risk_class,
-        "data_classes": list(tool.data_classes),
-        "amount": _amount(request.arguments),
-    })  # fmt: skip
+    policy = _policy(
+        run,
+        "tool.invoke",
+        "Tool",
+        tool.slug,
+        {
+            "tool_action": request.tool_action,
+            "risk_class": tool.risk_class,
+            "data_classes": list(tool.data_classes),
+            "amount": _amount(request.arguments),
+        },
+    )
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
 
     gate = _approval_gate(agent.autonomy_level, tool, is_read)
     if gate:
         return Outcome(
-            Disposition.ASK, [Reason.APPROVAL_REQUIRED], gate, policies=policy.policies,
+            Disposition.ASK,
+            [Reason.APPROVAL_REQUIRED],
+            gate,
+            policies=policy.policies,
             budgets=_budget_view(run, []),
-        )  # fmt: skip
+        )
 
     args_hash = _arguments_hash(request.arguments)
-    counters: list[Counter] = [
-        Counter(
-            key=f"tether:breaker:{run.pk}:{tool.slug}:{args_hash}",
-            amount=1,
-            limit=BREAKER_THRESHOLD - 1,
-            ttl=BREAKER_WINDOW_SECONDS,
+
+    def circuit_alert() -> None:
+        audit_record(
+            actor=Actor.system("circuit-breaker"),
+            action="runtime.circuit.opened",
+            target_type="run",
+            target_id=str(run.pk),
+            target_repr=str(run),
+            after={"tool": tool.slug, "arguments_sha256": args_hash},
+            message=f"{tool.slug} called {BREAKER_THRESHOLD} times with the same arguments",
+        )
+
+    guards = [
+        Guard(
+            Counter(
+                key=f"tether:breaker:{run.pk}:{tool.slug}:{args_hash}",
+                amount=1,
+                limit=BREAKER_THRESHOLD - 1,
+                ttl=BREAKER_WINDOW_SECONDS,
+            ),
+            Reason.CIRCUIT_OPEN,
+            f"{tool.slug} was called {BREAKER_THRESHOLD} times with the same arguments within "
+            f"{BREAKER_WINDOW_SECONDS} s: the circuit breaker stopped the loop.",
+            on_refusal=circuit_alert,
         )
     ]
     if tool.rate_limit_per_minute:
-        minute = int(time.time() // 60)
-        counters.append(
-            Counter(
-                key=f"tether:rate:{agent.pk}:{tool.pk}:{minute}",
-                amount=1,
-                limit=tool.rate_limit_per_minute,
-                ttl=120,
+        guards.append(
+            Guard(
+                Counter(
+                    key=f"tether:rate:{agent.pk}:{tool.pk}:{int(time.time() // 60)}",
+                    amount=1,
+                    limit=tool.rate_limit_per_minute,
+                    ttl=120,
+                ),
+                Reason.RATE_LIMITED,
+                f"{tool.slug} allows {tool.rate_limit_per_minute} calls a minute per agent.",
             )
         )
-    amounts = {
+    amounts: dict[str, tuple[float, str, str]] = {
         BudgetKind.TOOL_CALLS: (1, "fixed", ""),
         BudgetKind.RISK: (RISK_WEIGHTS[tool.risk_class], "fixed", ""),
         BudgetKind.SCOPE: (1, "distinct", tool.slug),
         BudgetKind.RETRIES: (1, "repeat", ""),
     }
-    outcome = _reserve(run, counters, amounts, policy.policies)
-    if outcome.disposition == Disposition.DENY and outcome.reasons == ["counter:0"]:
-        audit_record(
-            actor=Actor.system("circuit-breaker"),
-            action="runtime.circuit.opened",
-            target_type="run",
-            target_id=run.pk,
-            target_repr=str(run),
-            after={"tool": tool.slug, "arguments_sha256": args_hash},
-            message=f"{tool.slug} called {BREAKER_THRESHOLD} times with the same arguments",
-        )
-        return _deny(
-            Reason.CIRCUIT_OPEN,
-            f"{tool.slug} was called {BREAKER_THRESHOLD} times with the same arguments within "
-            f"{BREAKER_WINDOW_SECONDS} s: the circuit breaker stopped the loop.",
-            policies=policy.policies,
-        )
-    if outcome.disposition == Disposition.DENY and outcome.reasons == ["counter:1"]:
-        return _deny(
-            Reason.RATE_LIMITED,
-            f"{tool.slug} allows {tool.rate_limit_per_minute} calls a minute per agent.",
-            policies=policy.policies,
-        )
-    return outcome
+    return _reserve(run, guards, amounts, policy.policies)
 
 
 def _model_call(run: Run, request: DecisionRequest) -> Outcome:
@@ -300,12 +307,11 @@ def _model_call(run: Run, request: DecisionRequest) -> Outcome:
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
     tokens = request.estimated_input_tokens + request.estimated_output_tokens
-    amounts = {
+    amounts: dict[str, tuple[float, str, str]] = {
         BudgetKind.TOKENS: (tokens, "fixed", ""),
         BudgetKind.SPEND: (float(request.estimated_cost_usd or 0), "fixed", ""),
     }
-    counters = [Counter(key="tether:breaker:none", amount=0)]
-    return _reserve(run, counters, amounts, policy.policies, model=request.model)
+    return _reserve(run, [], amounts, policy.policies, model=request.model)
 
 
 def _memory(run: Run, request: DecisionRequest) -> Outcome:
@@ -329,9 +335,11 @@ def _memory(run: Run, request: DecisionRequest) -> Outcome:
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
     return Outcome(
-        Disposition.ALLOW, [Reason.ALLOWED], f"{'Write to' if writing else 'Read of'} {store.slug} allowed.",
+        Disposition.ALLOW,
+        [Reason.ALLOWED],
+        f"{'Write to' if writing else 'Read of'} {store.slug} allowed.",
         policies=policy.policies,
-    )  # fmt: skip
+    )
 
 
 def _delegate(run: Run, request: DecisionRequest) -> Outcome:
@@ -347,10 +355,11 @@ def _delegate(run: Run, request: DecisionRequest) -> Outcome:
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
     return Outcome(
-        Disposition.ALLOW, [Reason.ALLOWED],
+        Disposition.ALLOW,
+        [Reason.ALLOWED],
         f"{child.slug} may start as a sub-agent with a scope no wider than this run's.",
         policies=policy.policies,
-    )  # fmt: skip
+    )
 
 
 # --- stages ----------------------------------------------------------------------------------
@@ -414,10 +423,13 @@ def _policy(
     }
     result = policy_evaluate(
         PolicyRequest(
-            principal=run.agent.slug, action=action, resource_type=resource_type,
-            resource=resource, context=context,
+            principal=run.agent.slug,
+            action=action,
+            resource_type=resource_type,
+            resource=resource,
+            context=context,
         )
-    )  # fmt: skip
+    )
     return _PolicyAnswer(result.allowed, list(result.policies), list(result.errors))
 
 
@@ -442,98 +454,129 @@ def _budget_key(budget: Budget, period: str) -> str:
     return f"tether:budget:{budget.pk}:{period}"
 
 
+@dataclass(frozen=True)
+class Guard:
+    """A counter that is not a budget (circuit breaker, rate limit) and what its refusal says."""
+
+    counter: Counter
+    reason: str
+    reasoning: str
+    on_refusal: Any = None  # called before answering, e.g. to raise an alert
+
+
+@dataclass(frozen=True)
+class _Charge:
+    budget: Budget
+    period: str
+    ttl: int
+    amount: float
+    rule: str
+    member: str
+
+    def counter(self, *, enforce: bool) -> Counter:
+        return Counter(
+            key=_budget_key(self.budget, self.period),
+            amount=self.amount,
+            limit=float(self.budget.limit),
+            enforce=enforce,
+            ttl=self.ttl,
+            rule=self.rule,
+            member=self.member,
+        )
+
+
 def _reserve(
     run: Run,
-    counters: list[Counter],
+    guards: list[Guard],
     amounts: dict[str, tuple[float, str, str]],
     policies: list[str],
     model: str = "",
 ) -> Outcome:
-    """Reserve every applicable budget with the fixed counters, atomically, and apply edges."""
+    """Reserve the guards and every applicable budget in one atomic call, then apply edges.
+
+    ``amounts`` maps a budget kind to (amount, rule, member) for this step (see counters.py).
+    """
     budgets = _budgets_for(run.agent)
-    wall = [b for b in budgets if b.kind == BudgetKind.WALL_TIME]
     elapsed = (timezone.now() - run.started_at).total_seconds()
-    for budget in wall:
-        if elapsed > float(budget.limit) and budget.edge == BudgetEdge.STOP:
+    for budget in budgets:
+        over_time = budget.kind == BudgetKind.WALL_TIME and elapsed > float(budget.limit)
+        if over_time and budget.edge == BudgetEdge.STOP:
             return _deny(
                 Reason.BUDGET_EXHAUSTED,
                 f"Budget {budget.name!r}: the run has used {elapsed:.0f} s of {budget.limit} s.",
                 policies=policies,
             )
-    charged: list[tuple[Budget, str, float, str, str]] = []
+    charges = []
     for budget in budgets:
-        if budget.kind in amounts:
-            amount, rule, member = amounts[budget.kind]
-            if amount or rule != "fixed":
-                charged.append((budget, *_period(run, budget.scope), amount, rule, member))  # type: ignore[arg-type]
+        amount, rule, member = amounts.get(budget.kind, (0.0, "fixed", ""))
+        if amount or rule != "fixed":
+            period, ttl = _period(run, budget.scope)
+            charges.append(_Charge(budget, period, ttl, float(amount), rule, member))
+
     degraded: set[int] = set()
     while True:
-        all_counters = counters + [
-            Counter(
-                key=_budget_key(b, period),
-                amount=amount,
-                limit=float(b.limit),
-                enforce=b.edge != BudgetEdge.CONTINUE and b.pk not in degraded,
-                ttl=ttl,
-                rule=rule,
-                member=member,
-            )
-            for b, period, ttl, amount, rule, member in charged  # type: ignore[misc]
+        counters = [g.counter for g in guards] + [
+            c.counter(enforce=c.budget.edge != BudgetEdge.CONTINUE and c.budget.pk not in degraded)
+            for c in charges
         ]
-        reservation = counter_store().reserve(all_counters)
+        reservation = counter_store().reserve(counters) if counters else Reservation(True, [], [])
         if reservation.granted:
             break
         first = reservation.refused[0]
-        if first < len(counters):
-            return Outcome(Disposition.DENY, [f"counter:{first}"], "", policies=policies)
-        budget = charged[first - len(counters)][0]
-        if (
-            budget.edge == BudgetEdge.DEGRADE
-            and model
-            and budget.degrade_to_model
-            and budget.pk not in degraded
-        ):
+        if first < len(guards):
+            guard = guards[first]
+            if guard.on_refusal:
+                guard.on_refusal()
+            return _deny(guard.reason, guard.reasoning, policies=policies)
+        budget = charges[first - len(guards)].budget
+        if budget.edge == BudgetEdge.DEGRADE and model and budget.degrade_to_model:
             degraded.add(budget.pk)
             continue
         if budget.edge == BudgetEdge.ASK:
             return Outcome(
-                Disposition.ASK, [Reason.BUDGET_ASK],
+                Disposition.ASK,
+                [Reason.BUDGET_ASK],
                 f"Budget {budget.name!r} is spent; a person must approve going over it.",
-                policies=policies, budgets=_budget_view(run, budgets),
-            )  # fmt: skip
-        return Outcome(
-            Disposition.DENY, [Reason.BUDGET_EXHAUSTED],
-            f"Budget {budget.name!r} ({budget.get_kind_display()}, limit {budget.limit}) is exhausted.",
-            policies=policies, budgets=_budget_view(run, budgets),
-        )  # fmt: skip
-
-    values = reservation.values[len(counters) :]
-    view = {}
-    reasons: list[str] = [Reason.ALLOWED]
-    charges = []
-    for (budget, period, _ttl, amount, _rule, _m), value in zip(charged, values, strict=True):  # type: ignore[misc]
-        view[budget.name] = _view_entry(budget, value)
-        if value > float(budget.limit) and budget.edge == BudgetEdge.CONTINUE:
-            reasons.append(Reason.BUDGET_OVER_CONTINUE)
-        if amount:
-            charges.append((budget, period, Decimal(str(amount))))
-    for budget in budgets:
-        if budget.name not in view and budget.kind != BudgetKind.WALL_TIME:
-            view[budget.name] = _view_entry(
-                budget,
-                counter_store().read([_budget_key(budget, _period(run, budget.scope)[0])])[0],
+                policies=policies,
+                budgets=_budget_view(run, budgets),
             )
-    if degraded:
-        target = next(b for b, *_ in charged if b.pk in degraded)  # type: ignore[misc]
         return Outcome(
-            Disposition.MODIFY, [Reason.BUDGET_DEGRADED],
+            Disposition.DENY,
+            [Reason.BUDGET_EXHAUSTED],
+            f"Budget {budget.name!r} ({budget.get_kind_display()}, limit {budget.limit}) is exhausted.",
+            policies=policies,
+            budgets=_budget_view(run, budgets),
+        )
+
+    values = dict(
+        zip((c.budget.pk for c in charges), reservation.values[len(guards) :], strict=True)
+    )
+    view = _budget_view(run, [b for b in budgets if b.pk not in values], known=values)
+    reasons: list[str] = [Reason.ALLOWED]
+    if any(
+        values.get(b.pk, 0.0) > float(b.limit) and b.edge == BudgetEdge.CONTINUE for b in budgets
+    ):
+        reasons.append(Reason.BUDGET_OVER_CONTINUE)
+    ledger = [(c.budget, c.period, Decimal(str(c.amount))) for c in charges if c.amount]
+    if degraded:
+        target = next(c.budget for c in charges if c.budget.pk in degraded)
+        return Outcome(
+            Disposition.MODIFY,
+            [Reason.BUDGET_DEGRADED],
             f"Budget {target.name!r} is spent: use {target.degrade_to_model} instead of {model}.",
-            policies=policies, budgets=view, modified={"model": target.degrade_to_model}, charges=charges,
-        )  # fmt: skip
+            policies=policies,
+            budgets=view,
+            modified={"model": target.degrade_to_model},
+            charges=ledger,
+        )
     return Outcome(
-        Disposition.ALLOW, reasons, "Allowed: granted, valid, permitted and within budget.",
-        policies=policies, budgets=view, charges=charges,
-    )  # fmt: skip
+        Disposition.ALLOW,
+        reasons,
+        "Allowed: granted, valid, permitted and within budget.",
+        policies=policies,
+        budgets=view,
+        charges=ledger,
+    )
 
 
 def _view_entry(budget: Budget, used: float) -> dict[str, Any]:
@@ -541,14 +584,27 @@ def _view_entry(budget: Budget, used: float) -> dict[str, Any]:
     return {"kind": budget.kind, "limit": limit, "used": used, "remaining": max(limit - used, 0.0)}
 
 
-def _budget_view(run: Run, budgets: list[Budget]) -> dict[str, Any]:
-    budgets = budgets or _budgets_for(run.agent)
-    keys = [_budget_key(b, _period(run, b.scope)[0]) for b in budgets]
-    try:
-        values = counter_store().read(keys)
-    except CounterStoreUnavailable:
-        return {}
-    return {b.name: _view_entry(b, v) for b, v in zip(budgets, values, strict=True)}
+def _budget_view(
+    run: Run, budgets: list[Budget], known: dict[int, float] | None = None
+) -> dict[str, Any]:
+    """Each budget's limit, use and remainder; ``known`` values save reading them again."""
+    known = dict(known or {})
+    everything = _budgets_for(run.agent)
+    wanted = [
+        b for b in (budgets if budgets or known else everything) if b.kind != BudgetKind.WALL_TIME
+    ]
+    missing = [b for b in wanted if b.pk not in known]
+    if missing:
+        try:
+            read = counter_store().read([_budget_key(b, _period(run, b.scope)[0]) for b in missing])
+        except CounterStoreUnavailable:
+            read = [0.0] * len(missing)
+        known.update(zip((b.pk for b in missing), read, strict=True))
+    return {
+        b.name: _view_entry(b, known[b.pk])
+        for b in everything
+        if b.pk in known and b.kind != BudgetKind.WALL_TIME
+    }
 
 
 def _unavailable(run: Run, request: DecisionRequest, why: str) -> Outcome:
@@ -685,7 +741,7 @@ def usage_reconcile(
     entries = list(decision.ledger.select_related("budget"))
     if any(e.reconciliation for e in entries):
         raise Conflict("Usage for this decision was already reported.")
-    actual = {
+    actual: dict[str, Decimal | None] = {
         BudgetKind.TOKENS: Decimal(input_tokens + output_tokens),
         BudgetKind.SPEND: cost_usd,
     }

@@ -316,7 +316,7 @@ def run_start(
         actor=_agent_actor(agent),
         action="runtime.run.started",
         target_type="run",
-        target_id=run.pk,
+        target_id=str(run.pk),
         target_repr=str(run),
         after={
             "version": version.number,
@@ -386,7 +386,7 @@ def run_finish(*, run: Run, state: str, outcome: str = "") -> Run:
         actor=_agent_actor(run.agent),
         action="runtime.run.ended",
         target_type="run",
-        target_id=run.pk,
+        target_id=str(run.pk),
         target_repr=str(run),
         after={"state": state, "outcome": run.outcome},
     )
@@ -404,7 +404,7 @@ def run_expire(*, run: Run) -> bool:
                 actor=Actor.system("run-expiry"),
                 action="runtime.run.expired",
                 target_type="run",
-                target_id=run.pk,
+                target_id=str(run.pk),
                 target_repr=str(run),
             )
     run.refresh_from_db()

@@ -154,3 +154,24 @@ def test_when_the_database_refuses_the_record_the_answer_is_deny_and_it_is_spool
     assert spool_replay() == 1
     replayed = Decision.objects.get(run=run)
     assert (replayed.disposition, replayed.reasons) == ("deny", ["store_unavailable"])
+
+
+@pytest.mark.django_db
+def test_a_model_call_with_no_budget_in_force_is_allowed(setup):
+    run, _ = start_run(setup)
+    decision = decide(
+        run=run,
+        request=DecisionRequest(action="model.call", model="gpt-4.1", estimated_input_tokens=10),
+    )
+    assert (decision.disposition, decision.budgets) == ("allow", {})
+
+
+@pytest.mark.django_db
+def test_a_tools_rate_limit_refuses_calls_over_it_within_the_minute(setup):
+    from apps.registry.models import Tool
+
+    Tool.objects.filter(pk=setup.lookup.pk).update(rate_limit_per_minute=2)
+    forget_caches()
+    run, _ = start_run(setup)
+    answers = [decide(run=run, request=lookup(i)).reasons for i in range(3)]
+    assert answers == [["allowed"], ["allowed"], ["rate_limited"]]

@@ -121,7 +121,9 @@ def test_a_grant_revoked_mid_run_is_refused_at_the_next_call(setup, org):
     from apps.registry import services as registry
 
     run, _ = start_run(setup)
-    assert decide(run=run, request=tool("crm-lookup", "read", customer_id="c")).disposition == "allow"
+    assert (
+        decide(run=run, request=tool("crm-lookup", "read", customer_id="c")).disposition == "allow"
+    )
     registry.grant_remove(actor=org.owner, grant=setup.agent.grants.get(tool=setup.lookup))
     denied = decide(run=run, request=tool("crm-lookup", "read", customer_id="c2"))
     assert (denied.disposition, denied.reasons) == ("deny", ["policy_denied"])

@@ -16,7 +16,7 @@ from apps.common.errors import NotPermitted
 from .. import services
 from ..authentication import AgentCredentialAuthentication, RunTokenAuthentication
 from ..decisions import DecisionRequest, decide, usage_reconcile
-from ..models import Run
+from ..models import AgentCredential, Run
 from .serializers import (
     DecisionInput,
     DecisionOutput,
@@ -33,7 +33,8 @@ class _RunTokenApi(APIView):
     permission_classes = [IsAuthenticated]
 
     def run_for(self, request: Request, run_id: Any = None) -> Run:
-        run: Run = request.auth
+        run = request.auth
+        assert isinstance(run, Run)  # RunTokenAuthentication put it there
         if run_id is not None and str(run.pk) != str(run_id):
             raise NotPermitted("This run token belongs to another run.")
         return run
@@ -49,8 +50,10 @@ class RunStartApi(APIView):
     )  # fmt: skip
     def post(self, request: Request) -> Response:
         data = validated(RunStartInput, request.data)
+        credential = request.auth
+        assert isinstance(credential, AgentCredential)  # AgentCredentialAuthentication did
         run, token = services.run_start(
-            credential=request.auth,
+            credential=credential,
             task=data["task"],
             intent=data.get("intent", ""),
             on_behalf_of=data.get("on_behalf_of", ""),
