@@ -12,6 +12,7 @@ synthetic agents with six grants each, to show how the per-agent policy sets sca
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
@@ -68,7 +69,11 @@ def ensure_extra_agents(count: int) -> None:
     from apps.accounts.models import Department
     from apps.registry.models import Agent, Tool, ToolGrant
 
-    existing = Agent.objects.filter(slug__startswith="bench-agent-").count()
+    extra = Agent.objects.filter(slug__startswith="bench-agent-")
+    existing = extra.count()
+    if existing > count:  # a smaller run than the last: drop the surplus
+        keep = [f"bench-agent-{i}" for i in range(count)]
+        extra.exclude(slug__in=keep).delete()
     if existing >= count:
         return
     department = Department.objects.order_by("slug").first()
@@ -107,25 +112,20 @@ def requests() -> list:
     ):
         context = {"environment": grant.environments[0], "tool_action": grant.actions[0]}
         mix.append(PolicyRequest(grant.agent.slug, "tool.invoke", "Tool", grant.tool.slug, context))
-        mix.append(
-            PolicyRequest(
-                grant.agent.slug, "tool.invoke", "Tool", grant.tool.slug,
-                {**context, "amount": 5000},
-            )  # fmt: skip
-        )
+        large = {**context, "amount": 5000}
+        mix.append(PolicyRequest(grant.agent.slug, "tool.invoke", "Tool", grant.tool.slug, large))
     for binding in MemoryBinding.objects.select_related("agent", "store"):
         for action in ("memory.read", "memory.write"):
-            mix.append(
-                PolicyRequest(
-                    binding.agent.slug, action, "MemoryStore", binding.store.slug,
-                    {"environment": "prod"},
-                )  # fmt: skip
-            )
+            store = binding.store.slug
+            prod = {"environment": "prod"}
+            mix.append(PolicyRequest(binding.agent.slug, action, "MemoryStore", store, prod))
     for agent in Agent.objects.exclude(slug__startswith="bench-agent-"):
         model = agent.default_model or "gpt-4.1-mini"
         mix.append(PolicyRequest(agent.slug, "model.call", "Model", model, {"environment": "prod"}))
         for target in agent.delegates_to:
-            mix.append(PolicyRequest(agent.slug, "delegate", "Agent", target, {"environment": "prod"}))
+            mix.append(
+                PolicyRequest(agent.slug, "delegate", "Agent", target, {"environment": "prod"})
+            )
     return mix
 
 
@@ -146,7 +146,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    call_command("load_demo", verbosity=0, stdout=open(os.devnull, "w"))
+    call_command("load_demo", verbosity=0, stdout=io.StringIO())
     ensure_policies()
     ensure_extra_agents(args.extra_agents)
 

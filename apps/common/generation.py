@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -25,9 +26,20 @@ logger = logging.getLogger(__name__)
 # Small: a check that waits on a sick Redis would stall every caller behind it.
 REDIS_TIMEOUT_SECONDS = 0.25
 
+WARN_EVERY_SECONDS = 30.0
+
 _local: dict[str, int] = {}
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_warned_at: dict[str, float] = {}
+
+
+def _warn(what: str, name: str, exc: Exception) -> None:
+    """Say that Redis is unreachable, once in a while rather than on every call."""
+    now = time.monotonic()
+    if now - _warned_at.get(what, -WARN_EVERY_SECONDS) >= WARN_EVERY_SECONDS:
+        _warned_at[what] = now
+        logger.warning("could not %s generation %s in Redis: %s", what, name, exc)
 
 
 def key(name: str) -> str:
@@ -61,7 +73,7 @@ def bump(name: str) -> None:
     try:
         client.incr(key(name))
     except Exception as exc:  # Redis is a hint here; the fingerprint still catches the change
-        logger.warning("could not bump generation %s in Redis: %s", name, exc)
+        _warn("bump", name, exc)
 
 
 def bump_on_commit(name: str) -> None:
@@ -81,7 +93,7 @@ def read(name: str) -> int | None:
     try:
         value = client.get(key(name))
     except Exception as exc:
-        logger.warning("could not read generation %s from Redis: %s", name, exc)
+        _warn("read", name, exc)
         return None
     return int(value) if value is not None else 0
 

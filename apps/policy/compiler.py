@@ -44,7 +44,7 @@ from apps.registry.models import (
 
 from .constants import POLICY_STATEMENTS_MAX, POLICY_TEXT_MAX, Origin
 from .models import Policy, PolicyVersion
-from .schema import schema
+from .schema import ATTRIBUTES, schema
 
 # --- statements ------------------------------------------------------------------------------
 
@@ -334,8 +334,8 @@ def registry_fingerprint() -> tuple[Any, ...]:
     ):
         parts.append(f"(SELECT COUNT(*) FROM {table(model)})")
         parts.append(f"(SELECT MAX({q(newest)}) FROM {table(model)})")
-    for model in (AgentVersion, PolicyVersion):
-        parts.append(f"(SELECT MAX({q('id')}) FROM {table(model)})")
+    for versions in (AgentVersion, PolicyVersion):
+        parts.append(f"(SELECT MAX({q('id')}) FROM {table(versions)})")
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(parts))
         row = cursor.fetchone()
@@ -443,14 +443,25 @@ def _parse_error_offset(chunk: _Chunk, message: str) -> int:
     body = chunk.text
     if "unexpected end of input" in message:
         return len(body.rstrip())
+    found: re.Match[str] | None = None
     for n, match in enumerate(_TOKEN.finditer(body)):
         if n >= _MAX_TOKENS_SCANNED:
             break
         if match.group().startswith("//"):
             continue
         if _parse_error(body[: match.end()]) == message:
-            return match.start()
-    return _skip_trivia(body, 0)
+            found = match
+            break
+    if found is None:
+        return _skip_trivia(body, 0)
+    # Some errors surface only once the statement is complete ('"alice"' is not an entity);
+    # when the message quotes what is wrong, point at its last appearance up to there.
+    for snippet in re.findall(r"`([^`]+)`|'([^']+)'", message):
+        text = snippet[0] or snippet[1]
+        index = body.rfind(text, 0, found.end())
+        if index >= 0:
+            return index
+    return found.start()
 
 
 def _problem_offset(chunk: _Chunk, message: str) -> int:
@@ -472,10 +483,22 @@ def _problem_offset(chunk: _Chunk, message: str) -> int:
 
 _FOR_ACTION = re.compile(r'^(?P<base>.*) for Action::"(?P<action>[^"]+)"$')
 _MISSING_ATTR = re.compile(r"^attribute `(?P<attr>\w+)` on entity type `(?P<type>\w+)` not found$")
+_MISSING_CONTEXT = re.compile(
+    r'^attribute `(?P<attr>\w+)` in context for Action::"(?P<action>[^"]+)" not found$'
+)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f" Did you mean `{close[0]}`?" if close else ""
+
+
 _ALL_ACTIONS = 5
 
 
-def _humane(messages: list[str]) -> list[str]:
+def _humane(messages: list[str], body: str = "") -> list[str]:
     """Fold Cedar's one-message-per-action (or per-type) repetitions into one message each,
     and say how to fix the common mistakes."""
     by_base: dict[str, list[str]] = {}
@@ -483,6 +506,10 @@ def _humane(messages: list[str]) -> list[str]:
     order: list[tuple[str, str]] = []
     for message in messages:
         message = re.sub(r"^for policy `[^`]*`, ", "", message)
+        if match := _MISSING_CONTEXT.match(message):
+            message = (
+                f'the context has no attribute `{match["attr"]}` for Action::"{match["action"]}"'
+            )
         if match := _FOR_ACTION.match(message):
             base = match["base"]
             if base not in by_base:
@@ -508,13 +535,34 @@ def _humane(messages: list[str]) -> list[str]:
             if optional := re.search(r"optional attribute `(\w+)`", value):
                 attr = optional[1]
                 text += f" Check it first, e.g. `context has {attr} && context.{attr} > 1000`."
+            if missing := re.search(r"context has no attribute `(\w+)`", value):
+                text += _did_you_mean(missing[1], ATTRIBUTES["Context"])
             out.append(text)
         elif kind == "attr":
-            types = ", ".join(sorted(set(types_by_attr[value])))
-            out.append(
-                f"attribute `{value}` is not defined on {types}. Narrow the type first, e.g. "
-                f"`resource is Tool && resource.{value} …`, or name the action in the scope."
+            missing_on = sorted(set(types_by_attr[value]))
+            having = sorted(
+                t for t, attrs in ATTRIBUTES.items() if value in attrs and t != "Context"
             )
+            if not having and value in ATTRIBUTES["Context"]:
+                out.append(
+                    f"`{value}` is not an attribute of {', '.join(missing_on)}; it is in the "
+                    f"request's context: write `context.{value}`."
+                )
+            elif having and re.search(rf"\bprincipal\s*\.\s*{value}\b", body):
+                out.append(
+                    f"agents have no attribute `{value}`; {', '.join(having)} "
+                    f"{'has' if len(having) == 1 else 'have'} it: e.g. "
+                    f"`resource is {having[0]} && resource.{value} …`."
+                )
+            elif having:
+                out.append(
+                    f"attribute `{value}` is not defined on {', '.join(missing_on)}. Narrow the "
+                    f"type first, e.g. `resource is {having[0]} && resource.{value} …`, or name "
+                    "the action in the scope."
+                )
+            else:
+                known = {a for attrs in ATTRIBUTES.values() for a in attrs}
+                out.append(f"no entity has an attribute `{value}`." + _did_you_mean(value, known))
         else:
             out.append(value if value.endswith(".") else value + ".")
     return out
@@ -553,7 +601,10 @@ def parse_policy_text(text: str, *, slug: str, origin: str = Origin.ADMIN) -> li
             message = _parse_error(chunk.text)
             if message is not None:
                 offset = _parse_error_offset(chunk, message)
-                problems.append(at(chunk, offset, f"Syntax error: {message}."))
+                hint = ""
+                if "end of input" in message and not chunk.text.rstrip().endswith(";"):
+                    hint = " Does the statement end in ';'?"
+                problems.append(at(chunk, offset, f"Syntax error: {message}.{hint}"))
         raise PolicyTextInvalid(problems or [PolicyProblem(f"Syntax error: {_parse_error(text)}.")])
 
     parsed = json.loads(cedarpy.policies_to_json_str(text))
@@ -588,7 +639,7 @@ def parse_policy_text(text: str, *, slug: str, origin: str = Origin.ADMIN) -> li
         problems = []
         for pid in sorted(grouped, key=lambda p: int(p.removeprefix("policy") or 0)):
             chunk = chunk_of(pid)
-            for message in _humane(grouped[pid]):
+            for message in _humane(grouped[pid], chunk.text):
                 problems.append(at(chunk, _problem_offset(chunk, message), message))
         raise PolicyTextInvalid(problems)
 

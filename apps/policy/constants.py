@@ -14,9 +14,7 @@ COMMENT_MAX = 300
 GENERATION = "policy"
 
 # Console paths under /policies/ and the prefixes of built-in statement ids.
-RESERVED_SLUGS = frozenset(
-    {"new", "try", "effective", "simulate", "registry", "baseline", "draft"}
-)
+RESERVED_SLUGS = frozenset({"new", "try", "effective", "simulate", "registry", "baseline", "draft"})
 
 
 class Action(models.TextChoices):

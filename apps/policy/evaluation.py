@@ -213,12 +213,7 @@ def current_snapshot() -> PolicySnapshot:
         # Read the generation and fingerprint before the rows: a write that lands in between
         # then makes the next check rebuild again, never leaves old rows under a new key.
         key = (generation.read(GENERATION), registry_fingerprint())
-        if (
-            snap is None
-            or snap.local_generation != local
-            or snap.key != key
-            or snap.expired()
-        ):
+        if snap is None or snap.local_generation != local or snap.key != key or snap.expired():
             snap = build_snapshot(local_generation=local, key=key)
             _snapshot = snap
             _builds += 1
@@ -254,9 +249,7 @@ def _text(context: Mapping[str, Any], key: str, default: str, errors: list[str])
     return value
 
 
-def _context(
-    request: PolicyRequest, snap: PolicySnapshot
-) -> tuple[dict[str, Any], list[str]]:
+def _context(request: PolicyRequest, snap: PolicySnapshot) -> tuple[dict[str, Any], list[str]]:
     """The request's context in the schema's shape, defaults filled in from the registry."""
     raw = request.context or {}
     errors: list[str] = []
@@ -362,7 +355,9 @@ def policy_evaluate(request: PolicyRequest) -> PolicyResult:
     """Ask Cedar: is this agent permitted this action on this resource in this context?"""
     try:
         snap = current_snapshot()
-        policy_set = snap.policy_set(request.principal if isinstance(request.principal, str) else "")
+        policy_set = snap.policy_set(
+            request.principal if isinstance(request.principal, str) else ""
+        )
         return _decide(snap, request, policy_set)
     except Exception as exc:  # fail closed, and say why
         logger.exception("policy evaluation failed")
@@ -410,9 +405,7 @@ def policy_simulate(
     if draft_text.strip():
         draft = parse_policy_text(draft_text, slug=draft_policy or "draft", origin=Origin.DRAFT)
         if draft_policy:
-            statements = {
-                k: s for k, s in statements.items() if s.policy != draft_policy
-            }
+            statements = {k: s for k, s in statements.items() if s.policy != draft_policy}
         statements.update({s.id: s for s in draft})
     if draft:
         policy_set = cedarpy.PolicySet.from_json_str(

@@ -148,7 +148,7 @@ class TryForm(forms.Form):
         max_length=150, required=False, label="On behalf of", help_text="A username."
     )
     hour = forms.IntegerField(
-        required=False, min_value=0, max_value=23, help_text="0–23; empty: now."
+        required=False, min_value=0, max_value=23, help_text="0 to 23; empty: now."
     )
     delegated = forms.BooleanField(required=False, label="Runs as a sub-agent")
     text = forms.CharField(
@@ -181,6 +181,12 @@ class TryForm(forms.Form):
                 continue
             return value
         return ""
+
+    def resource_uid(self) -> str:
+        """``Tool::"crm-lookup"``: the resource as Cedar names it."""
+        data = getattr(self, "cleaned_data", {})
+        kind = RESOURCE_TYPE_OF_ACTION.get(data.get("action", ""), "")
+        return f'{kind}::"{data.get("resource", "")}"' if kind else ""
 
     def policy_request(self) -> PolicyRequest:
         data = self.cleaned_data

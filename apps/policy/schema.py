@@ -57,17 +57,19 @@ action "memory.read", "memory.write" appliesTo {
 action "delegate" appliesTo { principal: Agent, resource: Agent, context: Context };
 """
 
-# The context keys and the Python types they take (before Cedar sees them).
-CONTEXT_KEYS = (
-    "environment",
-    "tool_action",
-    "risk_class",
-    "data_classes",
-    "amount",
-    "on_behalf_of",
-    "delegated",
-    "hour",
-)
+# The attributes above, by type: for "did you mean" hints on a misspelt name.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "Agent": (
+        "department", "team", "owner", "status", "autonomy_level", "environments", "tags",
+    ),
+    "Tool": ("risk_class", "data_classes", "actions", "approval_required", "reversible"),
+    "MemoryStore": ("store_class", "data_classes"),
+    "Model": (),
+    "Context": (
+        "environment", "tool_action", "risk_class", "data_classes", "amount", "on_behalf_of",
+        "delegated", "hour",
+    ),
+}  # fmt: skip
 
 _schema: cedarpy.Schema | None = None
 _lock = threading.Lock()

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Max, Q, QuerySet
+from django.http import Http404
+from django.shortcuts import get_object_or_404
 
 from apps.accounts.constants import Role
 from apps.accounts.permissions import scope_of
-from apps.common.errors import NotFound, NotPermitted
+from apps.common.errors import NotPermitted
 from apps.registry.models import Agent, MemoryStore, Tool
 
 from .constants import Origin, ResourceType
@@ -52,11 +54,8 @@ def policy_list(*, user: Any, q: str = "", enabled: bool | None = None) -> Query
 def policy_get(*, user: Any, slug: str) -> Policy:
     """One policy; 404 when it does not exist or the user may not read policies."""
     if not can_read_policies(user):
-        raise NotFound("No such policy.")
-    policy = _detailed(Policy.objects.filter(slug=slug)).first()
-    if policy is None:
-        raise NotFound("No such policy.")
-    return policy
+        raise Http404("No such policy.")
+    return get_object_or_404(_detailed(Policy.objects.all()), slug=slug)
 
 
 def policy_versions(policy: Policy) -> QuerySet[PolicyVersion]:
@@ -64,10 +63,7 @@ def policy_versions(policy: Policy) -> QuerySet[PolicyVersion]:
 
 
 def policy_version_get(*, policy: Policy, number: int) -> PolicyVersion:
-    version = policy.versions.filter(number=number).first()
-    if version is None:
-        raise NotFound(f"{policy.slug} has no version {number}.")
-    return version
+    return get_object_or_404(policy.versions.all(), number=number)
 
 
 @dataclass(frozen=True)
@@ -110,9 +106,7 @@ def effective_summary(*, user: Any) -> EffectiveSummary:
         raise NotPermitted("Policies are open to admins and auditors.")
     snap = current_snapshot()
     origins = Counter(s.origin for s in snap.statements.values())
-    registry = sum(
-        len(r.grants) + len(r.memory) + len(r.delegates_to) for r in snap.rules.values()
-    )
+    registry = sum(len(r.grants) + len(r.memory) + len(r.delegates_to) for r in snap.rules.values())
     return EffectiveSummary(
         baseline=origins[Origin.BASELINE],
         admin=origins[Origin.ADMIN],
@@ -136,9 +130,7 @@ def resource_suggestions(*, user: Any, resource_type: str) -> list[tuple[str, st
     if resource_type == ResourceType.TOOL:
         return list(Tool.objects.for_user(user).order_by("name").values_list("slug", "name"))
     if resource_type == ResourceType.MEMORY_STORE:
-        return list(
-            MemoryStore.objects.for_user(user).order_by("name").values_list("slug", "name")
-        )
+        return list(MemoryStore.objects.for_user(user).order_by("name").values_list("slug", "name"))
     if resource_type == ResourceType.AGENT:
         return list(simulation_agents(user=user).values_list("slug", "name"))
     models = (

@@ -61,7 +61,9 @@ def _try_form(request: HttpRequest, data: Any = None, **initial: Any) -> TryForm
 
 def _resource_choices(request: HttpRequest, form: TryForm) -> list[tuple[str, str]]:
     action = (form.data.get("action") if form.is_bound else None) or form["action"].value()
-    resource_type = RESOURCE_TYPE_OF_ACTION.get(str(action), RESOURCE_TYPE_OF_ACTION[Action.TOOL_INVOKE])
+    resource_type = RESOURCE_TYPE_OF_ACTION.get(
+        str(action), RESOURCE_TYPE_OF_ACTION[Action.TOOL_INVOKE]
+    )
     return selectors.resource_suggestions(user=request.user, resource_type=resource_type)
 
 
@@ -85,7 +87,7 @@ def _simulate(form: TryForm) -> tuple[Simulation | None, list[str]]:
 @role_required
 @require_http_methods(["GET", "POST"])
 def policy_try(request: HttpRequest) -> HttpResponse:
-    """GET: the try-it page (``?action=`` refreshes the resource suggestions for htmx).
+    """GET: the try-it page, pre-filled from ``?agent=&action=&resource=``.
     POST: simulate; htmx gets the result fragment, a plain browser the whole page."""
     if not selectors.can_read_policies(request.user):
         return error_page(request, 403, READ_REFUSED)
@@ -94,7 +96,8 @@ def policy_try(request: HttpRequest) -> HttpResponse:
         form = _try_form(request, **initial)
         return render(request, "policy/try.html", _try_context(request, form, section="policies"))
     form = _try_form(request, request.POST)
-    simulation, draft_errors = (None, [])
+    simulation: Simulation | None = None
+    draft_errors: list[str] = []
     if form.is_valid():
         simulation, draft_errors = _simulate(form)
     if form.is_valid() and not simulation and not draft_errors:
@@ -109,11 +112,11 @@ def policy_try(request: HttpRequest) -> HttpResponse:
 
 @role_required
 def policy_try_resources(request: HttpRequest) -> HttpResponse:
-    """The resource field with suggestions for the chosen action (swapped in by htmx)."""
+    """The resource suggestions for the chosen action (htmx swaps them in)."""
     if not selectors.can_read_policies(request.user):
         return error_page(request, 403, READ_REFUSED)
     form = _try_form(request, request.GET)
-    return render(request, "policy/partials/try_resource.html", _try_context(request, form))
+    return render(request, "policy/partials/try_datalist.html", _try_context(request, form))
 
 
 # --- list, detail, history -------------------------------------------------------------------
@@ -220,10 +223,38 @@ def policy_effective(request: HttpRequest) -> HttpResponse:
 # --- writing ---------------------------------------------------------------------------------
 
 
-def _editor(request: HttpRequest, form: PolicyForm, policy: Policy | None) -> HttpResponse:
+def _excerpts(text: str, problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The lines the problems point at, with a caret under the column: what a compiler shows."""
+    lines = text.splitlines() or [""]
+    excerpts = []
+    for problem in problems[:10]:
+        line = max(1, min(int(problem["line"]), len(lines)))
+        source = lines[line - 1].expandtabs(4)
+        excerpts.append(
+            {
+                "line": line,
+                "source": source,
+                "pad": " " * min(max(0, int(problem["column"]) - 1), len(source)),
+                "column": problem["column"],
+            }
+        )
+    return excerpts
+
+
+def _editor(
+    request: HttpRequest,
+    form: PolicyForm,
+    policy: Policy | None,
+    problems: list[dict[str, Any]] | None = None,
+) -> HttpResponse:
     status = 400 if form.is_bound and form.errors else 200
     try_form = _try_form(request, policy=policy.slug if policy else "")
-    context = {"section": "policies", "form": form, "policy": policy}
+    context = {
+        "section": "policies",
+        "form": form,
+        "policy": policy,
+        "excerpts": _excerpts(str(form.data.get("text", "")), problems or []),
+    }
     context.update(_try_context(request, try_form))
     return render(request, "policy/form.html", context, status=status)
 
@@ -235,6 +266,7 @@ def policy_create(request: HttpRequest) -> HttpResponse:
     if not selectors.can_write_policies(user):
         return error_page(request, 403, WRITE_REFUSED)
     form = PolicyForm(_post_data(request))
+    problems: list[dict[str, Any]] = []
     if form.is_bound and form.is_valid():
         try:
             policy = services.policy_create(
@@ -243,10 +275,12 @@ def policy_create(request: HttpRequest) -> HttpResponse:
             )
         except ApplicationError as exc:
             apply_service_error(form, exc)
+            problems = exc.details.get("problems", [])
         else:
-            messages.success(request, f"Saved {policy.name} as version 1; it is in force.")
+            state = "it is in force" if policy.enabled else "it is disabled"
+            messages.success(request, f"Saved {policy.name} as version 1; {state}.")
             return redirect(policy)
-    return _editor(request, form, None)
+    return _editor(request, form, None, problems)
 
 
 @login_required  # outsiders and non-readers: the selector answers 404
@@ -257,6 +291,7 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
     if not selectors.can_write_policies(user):
         return error_page(request, 403, WRITE_REFUSED)
     form = PolicyForm(_post_data(request), policy=policy)
+    problems: list[dict[str, Any]] = []
     if form.is_bound and form.is_valid():
         try:
             saved = services.policy_update(
@@ -267,10 +302,11 @@ def policy_edit(request: HttpRequest, slug: str) -> HttpResponse:
             )
         except ApplicationError as exc:
             apply_service_error(form, exc)
+            problems = exc.details.get("problems", [])
         else:
             messages.success(request, f"Saved {saved.name}.")
             return redirect(saved)
-    return _editor(request, form, policy)
+    return _editor(request, form, policy, problems)
 
 
 @login_required  # outsiders and non-readers: the selector answers 404

@@ -178,7 +178,7 @@ class RunBase:
     failure_posture: FailurePosture
     envelope: Envelope
     agent: str = ""
-    version: Any = None
+    version: int | None = None
     environment: str = ""
     task: str = ""
     on_behalf_of: str | None = None
@@ -209,7 +209,7 @@ class RunBase:
             "failure_posture": cast(FailurePosture, posture),
             "envelope": Envelope.from_json(data.get("envelope")),
             "agent": str(run.get("agent") or ""),
-            "version": run.get("version"),
+            "version": run["version"] if isinstance(run.get("version"), int) else None,
             "environment": str(run.get("environment") or ""),
             "task": str(run.get("task") or ""),
             "on_behalf_of": run.get("on_behalf_of"),
@@ -243,7 +243,7 @@ class RunBase:
     def _mark_ended(self, error: RunEnded) -> None:
         self.state = error.state or "ended"
 
-    def _beaten(self, data: Mapping[str, Any]) -> None:
+    def _after_heartbeat(self, data: Mapping[str, Any]) -> None:
         self.state = str(data.get("state") or self.state)
         self.expires_at = _parse_time(data.get("expires_at")) or self.expires_at
 

@@ -212,7 +212,7 @@ class AsyncRun(RunBase):
 
     async def heartbeat(self) -> None:
         data = await self._send(self._path("heartbeat"), {}, retries=0)
-        self._beaten(data)
+        self._after_heartbeat(data)
 
     async def _send(
         self, path: str, body: dict[str, Any], *, retries: int | None = None

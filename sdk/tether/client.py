@@ -242,7 +242,7 @@ class Run(RunBase):
     def heartbeat(self) -> None:
         """Extend the run token (the client does this in the background)."""
         data = self._send(self._path("heartbeat"), {}, retries=0)
-        self._beaten(data)
+        self._after_heartbeat(data)
 
     def _send(
         self, path: str, body: dict[str, Any], *, retries: int | None = None

@@ -41,9 +41,13 @@ def registry(org: Any) -> Registry:
     crm = make_tool("crm-lookup", actions=["read", "update", "close"])
     refund = make_tool("refund-issue", actions=["issue"], risk_class=RiskClass.HIGH)
     shell = make_tool("shell", actions=["run"], risk_class=RiskClass.CRITICAL)
-    ToolGrant.objects.create(agent=triage, tool=crm, actions=["read", "update"], environments=["prod"])
+    ToolGrant.objects.create(
+        agent=triage, tool=crm, actions=["read", "update"], environments=["prod"]
+    )
     ToolGrant.objects.create(agent=triage, tool=refund, actions=["issue"], environments=["prod"])
-    notes = MemoryStore.objects.create(slug="case-notes", name="Case notes", store_class=MemoryClass.DURABLE)
+    notes = MemoryStore.objects.create(
+        slug="case-notes", name="Case notes", store_class=MemoryClass.DURABLE
+    )
     archive = MemoryStore.objects.create(
         slug="legal-archive", name="Legal archive", store_class=MemoryClass.FORBIDDEN
     )

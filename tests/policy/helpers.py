@@ -7,7 +7,9 @@ from typing import Any
 from apps.policy.evaluation import PolicyRequest
 
 
-def tool_call(agent: str, tool: str, action: str, environment: str = "prod", **context: Any) -> PolicyRequest:
+def tool_call(
+    agent: str, tool: str, action: str, environment: str = "prod", **context: Any
+) -> PolicyRequest:
     return PolicyRequest(
         principal=agent,
         action="tool.invoke",

@@ -25,6 +25,7 @@ from apps.policy.evaluation import PolicyRequest, PolicyResult, policy_evaluate
 from apps.policy.models import Policy
 from apps.policy.schema import schema
 from apps.policy.services import policy_create, policy_update
+from apps.registry import services as registry_services
 from apps.registry.constants import AgentStatus, MemoryAccess
 from apps.registry.models import MemoryBinding, ToolGrant
 
@@ -104,7 +105,8 @@ def test_an_unknown_agent_is_denied(registry: Any) -> None:
 
 def test_an_admin_forbid_on_large_amounts_beats_the_grant(registry: Any, org: Any) -> None:
     policy_create(
-        actor=org.admin, data={"name": "Large refunds", "slug": "large-refunds", "text": LARGE_REFUNDS}
+        actor=org.admin,
+        data={"name": "Large refunds", "slug": "large-refunds", "text": LARGE_REFUNDS},
     )
     ask = lambda **context: policy_evaluate(  # noqa: E731
         tool_call("claims-triage", "refund-issue", "issue", **context)
@@ -116,7 +118,8 @@ def test_an_admin_forbid_on_large_amounts_beats_the_grant(registry: Any, org: An
 
 def test_a_disabled_policy_takes_no_part(registry: Any, org: Any) -> None:
     policy = policy_create(
-        actor=org.admin, data={"name": "Large refunds", "slug": "large-refunds", "text": LARGE_REFUNDS}
+        actor=org.admin,
+        data={"name": "Large refunds", "slug": "large-refunds", "text": LARGE_REFUNDS},
     )
     policy_update(actor=org.admin, policy=policy, data={"enabled": False})
     assert policy_evaluate(tool_call("claims-triage", "refund-issue", "issue", amount=5000)).allowed
@@ -143,18 +146,28 @@ def test_an_admin_permit_widens_nothing_that_a_baseline_forbid_covers(
 
 
 def test_model_calls_are_permitted_for_active_agents_only(registry: Any) -> None:
-    call = PolicyRequest("claims-triage", "model.call", "Model", "gpt-4.1-mini", {"environment": "dev"})
+    call = PolicyRequest(
+        "claims-triage", "model.call", "Model", "gpt-4.1-mini", {"environment": "dev"}
+    )
     assert allowed_by(policy_evaluate(call), "baseline.model-call")
     registry.triage.status = AgentStatus.DRAFT
     registry.triage.save()
     assert denied_by(policy_evaluate(call), "baseline.inactive-agent")
 
 
-def test_a_read_binding_permits_reads_and_a_read_write_binding_writes(registry: Any) -> None:
+def test_a_read_binding_permits_reads_and_a_read_write_binding_writes(
+    registry: Any, org: Any
+) -> None:
     binding = "registry.memory.claims-triage.case-notes"
-    assert allowed_by(policy_evaluate(memory("claims-triage", "memory.read", "case-notes")), binding)
-    assert allowed_by(policy_evaluate(memory("claims-triage", "memory.write", "case-notes")), binding)
-    MemoryBinding.objects.filter(store=registry.notes).update(access=MemoryAccess.READ)
+    assert allowed_by(
+        policy_evaluate(memory("claims-triage", "memory.read", "case-notes")), binding
+    )
+    assert allowed_by(
+        policy_evaluate(memory("claims-triage", "memory.write", "case-notes")), binding
+    )
+    registry_services.memory_binding_set(
+        actor=org.owner, agent=registry.triage, store=registry.notes, access=MemoryAccess.READ
+    )
     assert denied_by(policy_evaluate(memory("claims-triage", "memory.write", "case-notes")))
     assert denied_by(policy_evaluate(memory("fraud-scout", "memory.read", "case-notes")))
 
@@ -179,9 +192,7 @@ def test_a_forbidden_store_is_never_written_even_when_something_permits_it(
     assert allowed_by(read, "registry.memory.claims-triage.legal-archive")
 
 
-def test_an_agent_may_start_only_the_sub_agents_the_registry_lists(
-    registry: Any, org: Any
-) -> None:
+def test_an_agent_may_start_only_the_sub_agents_the_registry_lists(registry: Any, org: Any) -> None:
     registry.triage.delegates_to = ["fraud-scout"]
     registry.triage.save()
     make_agent(org.claims, org.owner, "other-bot")
@@ -218,14 +229,41 @@ def test_context_defaults_come_from_the_registry(registry: Any, org: Any) -> Non
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
-        (PolicyRequest("claims-triage", "tool.invoke", "Model", "crm-lookup", {"environment": "prod"}), "applies to a Tool"),
-        (PolicyRequest("claims-triage", "tool.delete", "Tool", "crm-lookup", {"environment": "prod"}), "unknown action"),
-        (PolicyRequest("claims-triage", "tool.invoke", "Tool", "crm-lookup", {"tool_action": "read"}), "environment is required"),
-        (tool_call("claims-triage", "crm-lookup", "read", amount="12"), "amount must be a whole number"),
-        (tool_call("claims-triage", "crm-lookup", "read", amount=12.5), "amount must be a whole number"),
+        (
+            PolicyRequest(
+                "claims-triage", "tool.invoke", "Model", "crm-lookup", {"environment": "prod"}
+            ),
+            "applies to a Tool",
+        ),
+        (
+            PolicyRequest(
+                "claims-triage", "tool.delete", "Tool", "crm-lookup", {"environment": "prod"}
+            ),
+            "unknown action",
+        ),
+        (
+            PolicyRequest(
+                "claims-triage", "tool.invoke", "Tool", "crm-lookup", {"tool_action": "read"}
+            ),
+            "environment is required",
+        ),
+        (
+            tool_call("claims-triage", "crm-lookup", "read", amount="12"),
+            "amount must be a whole number",
+        ),
+        (
+            tool_call("claims-triage", "crm-lookup", "read", amount=12.5),
+            "amount must be a whole number",
+        ),
         (tool_call("claims-triage", "crm-lookup", "read", hour=24), "hour must be"),
-        (tool_call("claims-triage", "crm-lookup", "read", data_classes="pii"), "data_classes must be a list"),
-        (PolicyRequest("", "tool.invoke", "Tool", "crm-lookup", {"environment": "prod"}), "principal"),
+        (
+            tool_call("claims-triage", "crm-lookup", "read", data_classes="pii"),
+            "data_classes must be a list",
+        ),
+        (
+            PolicyRequest("", "tool.invoke", "Tool", "crm-lookup", {"environment": "prod"}),
+            "principal",
+        ),
     ],
 )
 def test_a_malformed_request_is_denied_with_the_reason(
@@ -257,7 +295,9 @@ def test_a_policy_that_errors_while_evaluating_denies_even_when_a_grant_permits(
 
 
 def test_a_saved_policy_that_no_longer_compiles_denies_everything(registry: Any) -> None:
-    Policy.objects.create(name="Broken", slug="broken", text="forbid(principal, action, resource) when { 1 + };")
+    Policy.objects.create(
+        name="Broken", slug="broken", text="forbid(principal, action, resource) when { 1 + };"
+    )
     result = policy_evaluate(tool_call("claims-triage", "crm-lookup", "read"))
     assert not result.allowed
     assert "'broken' no longer compiles" in result.errors[0]
@@ -372,3 +412,12 @@ def test_cedar_strings_survive_quotes_backslashes_and_control_characters() -> No
         [],
     )
     assert answer.allowed
+
+
+def test_with_redis_down_decisions_still_follow_the_registry(registry: Any, settings: Any) -> None:
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    generation.bump(GENERATION)
+    assert generation.read(GENERATION) is None
+    assert policy_evaluate(tool_call("claims-triage", "crm-lookup", "read")).allowed
+    ToolGrant.objects.filter(tool=registry.crm).delete()
+    assert denied_by(policy_evaluate(tool_call("claims-triage", "crm-lookup", "read")))

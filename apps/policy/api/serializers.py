@@ -157,7 +157,8 @@ class SimulateInputSerializer(StrictSerializer):
         help_text="Follows from the action; refused when it does not match.",
     )  # fmt: skip
     resource = StrictCharField(max_length=_TEXT_MAX, help_text="A slug, or a model name.")
-    context = ContextInputSerializer()
+    # DRF takes declared fields off the class, so these names do not shadow Field attributes.
+    context = ContextInputSerializer()  # type: ignore[assignment]
     draft_text = StrictCharField(
         max_length=POLICY_TEXT_MAX, required=False, allow_blank=True, trim_whitespace=False,
         help_text="Cedar text tried as if it were in force.",
@@ -186,9 +187,11 @@ class SimulationOutputSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=["allow", "deny"])
     allowed = serializers.BooleanField()
     policies = serializers.ListField(child=serializers.CharField())
-    errors = serializers.ListField(child=serializers.CharField())
+    errors = serializers.ListField(child=serializers.CharField())  # type: ignore[assignment]
     fired = FiredOutputSerializer(many=True)
-    context = serializers.DictField(help_text="The context evaluated, defaults filled in.")
+    context = serializers.DictField(  # type: ignore[assignment]
+        help_text="The context evaluated, defaults filled in."
+    )
     draft_statements = serializers.IntegerField()
 
     class Meta:
