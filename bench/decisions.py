@@ -90,7 +90,7 @@ def setup() -> tuple[str, str]:
     ):
         Budget.objects.create(name=kind, kind=kind, scope=scope, agent=agent, limit=10**9)
     _, issued = services.credential_issue(actor=admin, agent=agent, environment="prod", name="b")
-    run, token = services.run_start(
+    _run, token = services.run_start(
         credential=services.credential_authenticate(issued.plaintext), task="bench"
     )
     return issued.plaintext, token

@@ -30,6 +30,33 @@ def plain_static_storage(settings) -> None:
     }
 
 
+@pytest.fixture(autouse=True)
+def default_data_classes(request: pytest.FixtureRequest) -> None:
+    """The data classes a migration creates. Transactional tests flush the database when they
+    end, so put them back for every test that uses the database, whatever ran before it."""
+    if not {"db", "transactional_db", "live_server"} & set(request.fixturenames) and not (
+        request.node.get_closest_marker("django_db")
+    ):
+        return
+    request.getfixturevalue("transactional_db" if _is_transactional(request) else "db")
+    from apps.registry.constants import DEFAULT_DATA_CLASSES
+    from apps.registry.models import DataClass
+
+    for rank, (slug, name, description) in enumerate(DEFAULT_DATA_CLASSES):
+        DataClass.objects.get_or_create(
+            slug=slug, defaults={"name": name, "description": description, "sensitivity": rank}
+        )
+
+
+def _is_transactional(request: pytest.FixtureRequest) -> bool:
+    marker = request.node.get_closest_marker("django_db")
+    return bool(
+        "transactional_db" in request.fixturenames
+        or "live_server" in request.fixturenames
+        or (marker and marker.kwargs.get("transaction"))
+    )
+
+
 @dataclass
 class Org:
     claims: Department

@@ -19,24 +19,10 @@ from .helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, SCREENSHOTS
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _restore_default_data(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
-    """Live-server tests flush the database when they end. serialized_rollback restores the
-    migrations' data (the default data classes) only when the *next* such test starts, so put
-    it back once at the end too: a reused test database (--reuse-db) then starts complete."""
-    yield
-    from apps.registry.constants import DEFAULT_DATA_CLASSES
-    from apps.registry.models import DataClass
-
-    with django_db_blocker.unblock():
-        for rank, (slug, name, description) in enumerate(DEFAULT_DATA_CLASSES):
-            DataClass.objects.get_or_create(
-                slug=slug, defaults={"name": name, "description": description, "sensitivity": rank}
-            )
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One Chromium for the browser tests; stopped after them, because Playwright's sync API
+    keeps an event loop running in this thread until it stops (asyncio.run would refuse)."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():

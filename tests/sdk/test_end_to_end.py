@@ -12,7 +12,7 @@ from apps.runtime import services as runtime
 from apps.runtime.models import BudgetLedgerEntry, Decision, Run
 
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
 ]
 
 

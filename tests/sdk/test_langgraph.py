@@ -53,7 +53,7 @@ def clean_effects() -> None:
         done.clear()
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_langgraph_agent_runs_granted_tools_and_is_refused_the_rest(live_agent) -> None:
     client = tether.Client(live_agent.url, live_agent.key)
     agent = build_agent(client, scripted_model())
