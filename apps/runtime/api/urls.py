@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import schema, views  # noqa: F401  (schema registers the token schemes for OpenAPI)
 
 app_name = "runtime-api"
 
