@@ -13,12 +13,14 @@ breaker's, was already above zero — the retries budget).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import redis
 from django.conf import settings
 
 
@@ -91,14 +93,10 @@ return out
 
 class RedisCounterStore:
     def __init__(self, url: str) -> None:
-        import redis
-
         self._redis = redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script = self._redis.register_script(_LUA)
 
     def reserve(self, counters: list[Counter]) -> Reservation:
-        import redis
-
         args: list[Any] = []
         for c in counters:
             limit = "" if c.limit is None else repr(float(c.limit))
@@ -114,8 +112,6 @@ class RedisCounterStore:
             out = self._script(keys=[c.key for c in counters], args=args)
         except redis.RedisError as exc:
             raise CounterStoreUnavailable(str(exc)) from exc
-        import json
-
         return Reservation(
             granted=int(out[0]) == 1,
             refused=json.loads(out[1]),
@@ -124,16 +120,12 @@ class RedisCounterStore:
 
     def adjust(self, key: str, amount: float) -> None:
         """Reconcile a reservation with reported usage (may be negative)."""
-        import redis
-
         try:
             self._redis.incrbyfloat(key, amount)
         except redis.RedisError as exc:
             raise CounterStoreUnavailable(str(exc)) from exc
 
     def read(self, keys: list[str]) -> list[float]:
-        import redis
-
         try:
             return [float(v or 0) for v in self._redis.mget(keys)] if keys else []
         except redis.RedisError as exc:

@@ -30,7 +30,9 @@ from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from apps.audit.services import Actor, audit_record
+from apps.common.errors import ApplicationError, Conflict, NotFound
 from apps.common.request_context import get_request_id
+from apps.policy.evaluation import PolicyRequest, current_snapshot, policy_evaluate
 from apps.registry.constants import AgentStatus, MemoryAccess, MemoryClass, RiskClass
 from apps.registry.models import Agent, MemoryStore, Tool
 
@@ -114,8 +116,6 @@ _budgets: dict[int, tuple[float, list[Budget]]] = {}
 
 def _tool_contract(slug: str) -> ToolContract | None:
     global _contracts_snapshot
-    from apps.policy.evaluation import current_snapshot
-
     snapshot = current_snapshot()
     if snapshot is not _contracts_snapshot:
         _contracts.clear()
@@ -301,8 +301,6 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
 
 
 def _model_call(run: Run, request: DecisionRequest) -> Outcome:
-    if not request.model:
-        return _deny(Reason.TOOL_UNKNOWN, "Name the model to call.")
     policy = _policy(run, "model.call", "Model", request.model, {})
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
@@ -412,8 +410,6 @@ class _PolicyAnswer:
 def _policy(
     run: Run, action: str, resource_type: str, resource: str, extra: dict[str, Any]
 ) -> _PolicyAnswer:
-    from apps.policy.evaluation import PolicyRequest, policy_evaluate
-
     context = {
         "environment": run.environment,
         "on_behalf_of": run.on_behalf_of.get_username() if run.on_behalf_of else "",
@@ -728,8 +724,6 @@ def usage_reconcile(
     *, run: Run, decision_id: int, input_tokens: int, output_tokens: int, cost_usd: Decimal | None
 ) -> dict[str, Any]:
     """Replace a model call's estimated tokens and spend by what it really used."""
-    from apps.common.errors import ApplicationError, Conflict, NotFound
-
     decision = Decision.objects.select_for_update().filter(pk=decision_id, run=run).first()
     if decision is None:
         raise NotFound("No such decision in this run.")
