@@ -1,30 +1,54 @@
-"""Decision service speed: in process, and over HTTP with 16 concurrent clients.
+"""Decision service speed: in process, and over HTTP with 16 concurrent clients (issue 3, sec. 9).
 
-Builds an active agent with a granted tool, 3 budgets and the registry-compiled Cedar policies
-in its own PostgreSQL database (Redis db 6), then prints:
-- in-process ``decide()`` time (median, p99) for an ``allow``;
-- over HTTP (uvicorn, 2 workers): requests/s and p50/p99 for the decision endpoint, next to
-  the same server's minimal JSON endpoint ``/healthz`` (the floor), measured in the same run.
+Builds an active agent with a granted tool (``lookup``/``read`` in ``prod``), 3 budgets and 3 admin
+Cedar policies (none of which forbids it) in its own PostgreSQL database
+``tether_bench_decisions`` (dropped and made afresh) and Redis db 6 (flushed), then measures:
 
-    .venv/bin/python bench/decisions.py [--seconds 10] [--clients 16]
+- in process: ``run_authenticate`` + ``decide()`` for an ``allow``, 2,000 times (median, p99);
+- over HTTP, the Django server under uvicorn with 2 workers on 127.0.0.1, loaded by ``wrk``
+  (16 connections, 1 thread; ``--latency``) for a 2 s warm-up and then a 10 s measured window
+  per target, one target at a time, with the same settings for all three:
+  1. the floor: the same server's minimal JSON endpoint ``GET /healthz``;
+  2. the decision: ``POST /api/v1/runtime/decisions/`` with the run's Bearer token and a fresh
+     ``arguments.id`` per request (the circuit breaker denies identical calls after 5);
+  3. the reference gateway: LiteLLM's proxy (bench/_litellm.py), ``POST /chat/completions``
+     for a ``mock_response`` model, with a master key and a global ``max_budget``, 2 workers.
 
-Targets (issue 3): >= 1,000 decisions/s, p99 <= 15 ms, >= 50% of the floor, in-process
-median <= 1 ms. The LiteLLM proxy reference is not part of this script yet.
+One sample decision is checked to be an ``allow`` before any load, and the wrk script checks
+every response: any socket error, non-2xx response, or decision that is not an ``allow`` stops
+the bench with the first such response (LiteLLM's failures are reported in its row instead).
+The CPU that other work on the machine (not the server under test, not wrk) takes is sampled
+before and during each window: above 15% the row is marked, since its figures are then low. Prints one table (req/s, p50, p99) and the targets, each
+PASS/FAIL: >= 1,000 decisions/s, decision p99 <= 15 ms, >= 50% of the floor's throughput,
+>= 3x LiteLLM's, in-process median <= 1 ms. It is a report: the exit code is 0 whatever the
+marks say (non-zero only when the measurement itself could not be made).
+
+    .venv/bin/python bench/decisions.py [--seconds 10] [--warmup 2] [--clients 16]
+                                        [--threads 1] [--skip-litellm]
+
+Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379.
+Installs what it lacks from the package registries only: Debian's ``wrk`` with apt-get (as
+root, or with sudo) and, on the first run, ``litellm[proxy]`` into ``.bench/litellm-venv``
+(git-ignored; about a minute). After that a run takes about 70 s, and downloads nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import _cpu, _wrk  # noqa: E402
+
 ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/tether_bench_decisions",
     "REDIS_URL": "redis://127.0.0.1:6379/6",
@@ -35,6 +59,28 @@ ENV = {
     "LOG_LEVEL": "WARNING",
 }
 PORT = 8931
+DATABASE = "tether_bench_decisions"
+LITELLM_PORT = 8932
+BUSY = 0.15  # share of the CPU used by other work (not our server, not wrk) that spoils a row
+BUSY_OTHERS: dict[str, tuple[float, float]] = {}  # name: (before, during)
+DECISIONS = "/api/v1/runtime/decisions/"
+DECISION_BODY = {"action": "tool.invoke", "tool": "lookup", "tool_action": "read"}
+# Three admin Cedar policies (as in bench/policy_eval.py), none of which forbids this allow.
+POLICIES = {
+    "large-refunds": (
+        'forbid(principal, action == Action::"tool.invoke", resource)\n'
+        "  when { context has amount && context.amount > 1000 };"
+    ),
+    "no-prod-at-night": (
+        'forbid(principal, action == Action::"tool.invoke", resource is Tool)\n'
+        '  when { context.environment == "prod" && resource.risk_class == "critical" &&\n'
+        "         (context.hour < 6 || context.hour > 21) };"
+    ),
+    "low-autonomy-no-delegation": (
+        'forbid(principal, action == Action::"delegate", resource)\n'
+        "  when { principal.autonomy_level < 2 };"
+    ),
+}
 
 
 def setup() -> tuple[str, str]:
@@ -89,6 +135,10 @@ def setup() -> tuple[str, str]:
         ("scope", "agent_day"),
     ):
         Budget.objects.create(name=kind, kind=kind, scope=scope, agent=agent, limit=10**9)
+    from apps.policy.services import policy_create
+
+    for slug, text in POLICIES.items():
+        policy_create(actor=admin, data={"name": slug, "slug": slug, "text": text})
     _, issued = services.credential_issue(actor=admin, agent=agent, environment="prod", name="b")
     _run, token = services.run_start(
         credential=services.credential_authenticate(issued.plaintext), task="bench"
@@ -116,57 +166,83 @@ def in_process(token: str, count: int = 2000) -> tuple[float, float]:
     return statistics.median(times), times[int(len(times) * 0.99)]
 
 
-async def load(
-    path: str, body: dict | None, token: str, seconds: float, clients: int
-) -> tuple[float, float, float]:
-    import httpx
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
-    url = f"http://127.0.0.1:{PORT}{path}"
-    headers = {"Authorization": f"Bearer {token}"}
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
 
-    async def worker(n: int) -> None:
-        async with httpx.AsyncClient(timeout=10) as client:
-            i = 0
-            while time.perf_counter() < deadline:
-                i += 1
-                began = time.perf_counter()
-                if body is None:
-                    response = await client.get(url)
-                else:
-                    payload = {**body, "arguments": {"id": f"{n}-{i}"}}
-                    response = await client.post(url, json=payload, headers=headers)
-                latencies.append((time.perf_counter() - began) * 1000)
-                assert response.status_code == 200, response.text[:200]
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(n) for n in range(clients)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return (
-        len(latencies) / elapsed,
-        statistics.median(latencies),
-        latencies[int(len(latencies) * 0.99)],
+def sample_decision(token: str) -> dict:
+    """One decision over HTTP, checked to be an ``allow`` before any load is sent."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{PORT}{DECISIONS}",
+        data=json.dumps({**DECISION_BODY, "arguments": {"id": "sample"}}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode(errors="replace")
+    if status != 200:
+        raise SystemExit(f"sample decision: HTTP {status}: {text[:300]}")
+    payload = json.loads(text)
+    if payload.get("disposition") != "allow":
+        raise SystemExit(f"sample decision is not an allow: {text[:500]}")
+    return payload
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--clients", type=int, default=16)
-    args = parser.parse_args()
-    os.environ.update(ENV)
-    _, token = setup()
-    median, p99 = in_process(token)
-    print(f"in-process decide(): median {median:.3f} ms, p99 {p99:.3f} ms")
+def helpers() -> set[int]:
+    """The processes that serve our server: its PostgreSQL backends, and Redis."""
+    import psycopg
 
+    with psycopg.connect(ENV["DATABASE_URL"].rsplit("/", 1)[0] + "/postgres") as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", [DATABASE]
+        ).fetchall()
+    return {pid for (pid,) in rows} | _cpu.by_name("redis-server")
+
+
+def load(
+    url: str, args: argparse.Namespace, name: str, server: int, uses_db: bool = True, **request
+) -> _wrk.Result:
+    """A short warm-up, then the measured window, with the same wrk settings for every target.
+    ``server`` is the pid of the server under test: its process tree, and with ``uses_db`` our
+    database's backends and Redis, are not "other work"."""
+    settings = {"connections": args.clients, "threads": args.threads}
+    busy = _cpu.settle(server)
+    if args.warmup > 0:
+        _wrk.measure(url, seconds=args.warmup, tag=f"warm-{name}", **settings, **request)
+    serving = helpers() if uses_db else set()
+    before = _cpu.snapshot(server, serving)
+    result = _wrk.measure(url, seconds=args.seconds, tag=f"run-{name}", **settings, **request)
+    serving |= helpers() if uses_db else set()
+    during, _ = _cpu.others_between(before, _cpu.snapshot(server, serving))
+    if max(busy, during) > BUSY:
+        BUSY_OTHERS[name] = (busy, during)
+    note = f"; other work: {busy:.0%} of the CPU before, {during:.0%} during"
+    print(f"  {name}: {result.rps:.0f} req/s ({result.requests} requests{note})", flush=True)
+    return result
+
+
+def measure_tether(token: str, args: argparse.Namespace) -> tuple[_wrk.Result, _wrk.Result]:
     server = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
             "controlplane.asgi:application",
+            "--host",
+            "127.0.0.1",
             "--port",
             str(PORT),
             "--workers",
@@ -176,23 +252,130 @@ def main() -> None:
             "--no-access-log",
         ],
         cwd=ROOT,
-        env={**os.environ, **ENV},
+        # WhiteNoise warns once per worker that collectstatic has not run; it costs nothing here.
+        env={**os.environ, **ENV, "PYTHONWARNINGS": "ignore:No directory at:UserWarning"},
     )
+    base = f"http://127.0.0.1:{PORT}"
     try:
-        time.sleep(4)
-        floor = asyncio.run(load("/healthz", None, token, args.seconds, args.clients))
-        body = {"action": "tool.invoke", "tool": "lookup", "tool_action": "read"}
-        decisions = asyncio.run(
-            load("/api/v1/runtime/decisions/", body, token, args.seconds, args.clients)
+        wait_ready(base + "/healthz", server)
+        sample = sample_decision(token)
+        print(f"sample decision over HTTP: {sample['disposition']}", flush=True)
+        floor = load(
+            base + "/healthz", args, "floor: /healthz", server.pid, uses_db=False, expect='"ok"'
+        )
+        decisions = load(
+            base + DECISIONS,
+            args,
+            "decision (allow)",
+            server.pid,
+            method="POST",
+            headers={"Authorization": f"Bearer {token}"},
+            body=DECISION_BODY,
+            vary_id=True,
+            expect='"disposition":%s*"allow"',
         )
     finally:
         server.terminate()
-        server.wait(10)
-    print(f"\nover HTTP, {args.clients} concurrent clients, {args.seconds:.0f} s each")
-    print(f"{'endpoint':28} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    print(f"{'floor: /healthz':28} {floor[0]:8.0f} {floor[1]:8.2f} {floor[2]:8.2f}")
-    print(f"{'decision (allow)':28} {decisions[0]:8.0f} {decisions[1]:8.2f} {decisions[2]:8.2f}")
-    print(f"decisions / floor: {decisions[0] / floor[0]:.0%}")
+        server.wait(15)
+    return floor, decisions
+
+
+def measure_litellm(args: argparse.Namespace) -> tuple[_wrk.Result | None, str]:
+    from bench import _litellm
+
+    try:
+        with _litellm.proxy(LITELLM_PORT, workers=2) as target:
+            result = load(
+                target.url,
+                args,
+                "LiteLLM /chat/completions",
+                target.pid,
+                uses_db=False,
+                method="POST",
+                headers=target.headers,
+                body=target.body,
+                expect=target.expect,
+            )
+    except _litellm.Unavailable as exc:
+        return None, str(exc)
+    except _wrk.LoadError as exc:
+        return None, f"FAILED: {exc}"
+    return result, ""
+
+
+def mark(ok: bool | None) -> str:
+    return "n/a " if ok is None else ("PASS" if ok else "FAIL")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10, help="measured window per target")
+    parser.add_argument("--warmup", type=float, default=2, help="warm-up before each window")
+    parser.add_argument("--clients", type=int, default=16, help="wrk connections")
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--skip-litellm", action="store_true", help="no LiteLLM reference")
+    args = parser.parse_args()
+    os.environ.update(ENV)
+    _wrk.ensure_wrk()
+    if not args.skip_litellm:
+        from bench import _litellm
+
+        try:
+            _litellm.ensure_installed()  # before any timing: the first run installs it
+        except _litellm.Unavailable as exc:
+            print(f"LiteLLM reference unavailable: {exc}")
+            args.skip_litellm = True
+    began = time.monotonic()
+    _, token = setup()
+    before = _cpu.snapshot(os.getpid(), helpers())
+    median, p99 = in_process(token)
+    busy, _ = _cpu.others_between(before, _cpu.snapshot(os.getpid(), helpers()))
+    print(f"in-process decide(): median {median:.3f} ms, p99 {p99:.3f} ms", end="")
+    print(f" (other work: {busy:.0%} of the CPU during it)", flush=True)
+    if busy > BUSY:
+        BUSY_OTHERS["in-process"] = (0.0, busy)
+
+    print(f"over HTTP with wrk: {args.clients} connections, {args.threads} thread(s), ", end="")
+    print(f"{args.warmup:.0f} s warm-up + {args.seconds:.0f} s measured per target", flush=True)
+    floor, decisions = measure_tether(token, args)
+    litellm, why = (
+        (None, "skipped (--skip-litellm)") if args.skip_litellm else measure_litellm(args)
+    )
+
+    rows = [("floor: /healthz", floor), ("decision (allow)", decisions)]
+    rows.append(("LiteLLM /chat/completions", litellm))
+    print()
+    print(f"{'endpoint':30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, result in rows:
+        if result is None:
+            print(f"{name:30} {'-':>8} {'-':>8} {'-':>8}   ({why})")
+        else:
+            flag = "  *" if name in BUSY_OTHERS else ""
+            print(f"{name:30} {result.rps:8.0f} {result.p50_ms:8.2f} {result.p99_ms:8.2f}{flag}")
+    if BUSY_OTHERS:
+        print(
+            f"* other work on the machine took over {BUSY:.0%} of the CPU (before/during): "
+            + ", ".join(f"{name} {b:.0%}/{d:.0%}" for name, (b, d) in BUSY_OTHERS.items())
+            + "; such a row is lower than on an idle machine, and so are ratios using it"
+        )
+    print()
+    share = decisions.rps / floor.rps
+    versus = decisions.rps / litellm.rps if litellm else None
+    checks = [
+        (f"decisions/s >= 1000: {decisions.rps:.0f}", decisions.rps >= 1000),
+        (f"decision p99 <= 15 ms: {decisions.p99_ms:.2f} ms", decisions.p99_ms <= 15),
+        (f"decisions >= 50% of the floor: {share:.0%}", share >= 0.5),
+        (
+            f"decisions >= 3x LiteLLM: {versus:.1f}x" if versus else "decisions >= 3x LiteLLM",
+            None if versus is None else versus >= 3,
+        ),
+        (f"in-process median <= 1 ms: {median:.3f} ms", median <= 1),
+    ]
+    for text, ok in checks:
+        print(f"[{mark(ok)}] {text}")
+    print(f"\n(bench took {time.monotonic() - began:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""The REST API, version 1: each app mounts its own ``api/urls.py``."""
+"""The REST API, version 1: each app mounts its own ``api/urls.py``.
+
+The agents' runtime API (``api/v1/runtime/``) is mounted first in ``controlplane/urls.py``.
+"""
 
 from django.urls import include, path
 
@@ -7,5 +10,4 @@ urlpatterns = [
     path("", include("apps.registry.api.urls")),
     path("", include("apps.policy.api.urls")),
     path("", include("apps.runtime.api.people_urls")),
-    path("runtime/", include("apps.runtime.api.urls")),
 ]

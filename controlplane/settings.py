@@ -87,6 +87,22 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))
     }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django turns psycopg's statement cache off; the few hot statements that ask to be
+        # prepared (apps.common.db) need it on. Django's own queries are unaffected.
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
+        "DB_POOL", True
+    ):
+        # Under ASGI every request runs its sync code in a fresh thread, and a thread-local
+        # connection would be opened (and leaked) per request: psycopg's pool lends one instead.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": envint("DB_POOL_MIN", 2),
+            "max_size": envint("DB_POOL_MAX", 16),
+            # Short: while PostgreSQL is down a decision waits this long before it is denied.
+            "timeout": envint("DB_POOL_TIMEOUT", 2),
+        }
 else:
     DATABASES = {
         "default": {
@@ -221,6 +237,9 @@ SPECTACULAR_SETTINGS = {
 # How often (ms) each process checks that its parsed Cedar policies are current (Redis
 # generation + a fingerprint of the registry); its own writes are seen at once. docs/policy.md
 POLICY_REFRESH_MS = envint("POLICY_REFRESH_MS", 1000)
+# Threads per web process that answer decisions, each keeping a database connection
+# (apps.common.hotpath); with DB_POOL_MAX per process, leave room for the console's requests.
+HOT_PATH_THREADS = envint("HOT_PATH_THREADS", 4)
 
 # Token digests are keyed by this, so a database dump alone cannot verify a token.
 TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY

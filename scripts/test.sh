@@ -47,7 +47,7 @@ DEBUG=true .venv/bin/mypy --strict sdk/tether
 
 echo "==> Django checks (production settings) and migrations"
 (
-  export DEBUG=false ALLOWED_HOSTS=tether.example.com
+  export DEBUG=false ALLOWED_HOSTS=tether.example.com DB_POOL=false
   SECRET_KEY="$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(50))')"
   export SECRET_KEY
   .venv/bin/python manage.py check --deploy --fail-level WARNING

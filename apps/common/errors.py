@@ -6,15 +6,19 @@ Django exception, to that shape. Console views catch it and show the message on 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(Exception):
@@ -71,6 +75,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             error_body("invalid", _first_message(errors), errors),
             status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, OperationalError):
+        # The database is down or restarting: a 503 the caller may retry, never a 500.
+        logger.error("database unavailable: %s", exc)
+        return Response(
+            error_body("store_unavailable", "Tether's database is unavailable; try again."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
         )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()

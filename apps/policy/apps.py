@@ -5,3 +5,8 @@ class PolicyConfig(AppConfig):
     name = "apps.policy"
     label = "policy"
     verbose_name = "Policy"
+
+    def ready(self) -> None:
+        from .manifests import register
+
+        register()  # kind: Policy in manifests

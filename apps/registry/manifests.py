@@ -1,15 +1,18 @@
 """Manifests: the registry as YAML files that can live in git.
 
 A manifest file holds one or more documents (``---``), each ``apiVersion: tether/v1``, a
-``kind`` (Tool, MemoryStore, Agent), ``metadata`` (slug, name) and a ``spec`` whose keys are
-those of :mod:`apps.registry.snapshots`. The spec is declarative: a key left out means its
+``kind`` (Tool, MemoryStore, Agent, and the kinds other apps register: Policy, Budget),
+``metadata`` (slug, name) and a ``spec`` whose keys are those of :mod:`apps.registry.snapshots`
+(or of the registering app's export). The spec is declarative: a key left out means its
 default (no grants, no tags, ...), except ``owner``, which left out keeps the current owner
 (or makes the applying person the owner of a new object).
 
 Applying is all or nothing. The whole file is read and checked first and every problem is
 reported at once; then every document goes through the registry services in one transaction
 (tools and memory stores first, then agents), so permissions, versions and audit events are
-exactly those of the console and the API. Objects whose spec already matches are not touched:
+exactly those of the console and the API. Apps above the registry (policy, runtime) add their
+kinds with :func:`register_kind` from their ``AppConfig.ready``, so this module never imports
+them; their documents are applied after agents, in the order the apps registered. Objects whose spec already matches are not touched:
 applying the same file twice changes nothing. Exporting writes every visible object back in a
 fixed order and layout, so export → apply → export gives the same bytes.
 
@@ -21,7 +24,7 @@ size and in the number of documents.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -144,6 +147,69 @@ class _Problems:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+# --- kinds other apps contribute -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManifestContext:
+    """What a registered kind's checks may consult: who applies, and what the input defines."""
+
+    actor: User
+    file_slugs: dict[str, set[str]]  # kind -> slugs defined anywhere in the input
+
+
+@dataclass(frozen=True)
+class ManifestKind:
+    """A kind of document defined by an app above the registry (``kind: Policy``, ``Budget``).
+
+    - ``spec``: key -> (type, default), as the registry's own specs (types: text,
+      text_or_null, bool, int, int_or_null, number, text_list, object);
+    - ``current(slug)``: (the object, its spec in export form) or (None, None);
+    - ``hidden(actor, slug)``: the slug exists but lies outside the actor's scope;
+    - ``check(entry, context)``: (path, message) for every problem found before writing;
+    - ``apply(actor, entry, instance)``: create (instance None) or update, through services;
+    - ``export(user)``: (slug, name, spec) of every object the user may see, by slug;
+    - ``api_view``: the URL name of an object's API detail (kwarg ``slug``).
+    """
+
+    kind: str
+    spec: dict[str, tuple[str, Any]]
+    current: Callable[[str], tuple[Any, dict[str, Any] | None]]
+    hidden: Callable[[User, str], bool]
+    check: Callable[[ManifestEntry, ManifestContext], list[tuple[str, str]]]
+    apply: Callable[[User, ManifestEntry, Any], None]
+    export: Callable[[Any], list[tuple[str, str, dict[str, Any]]]]
+    api_view: str
+
+
+_REGISTERED: dict[str, ManifestKind] = {}
+
+
+def register_kind(kind: ManifestKind) -> None:
+    """Add (or replace) a kind; called from the owning app's ``AppConfig.ready``."""
+    if kind.kind in KINDS:
+        raise ValueError(f"{kind.kind} is one of the registry's own kinds.")
+    _REGISTERED[kind.kind] = kind
+
+
+def kinds() -> tuple[str, ...]:
+    """Every kind a manifest may hold, in the order they are applied and exported."""
+    return (*KINDS, *_REGISTERED)
+
+
+def api_view_name(kind: str) -> str:
+    """The URL name of an object's API detail, for the plan's ``url``."""
+    registered = _REGISTERED.get(kind)
+    return registered.api_view if registered else _REGISTRY_VIEWS[kind]
+
+
+_REGISTRY_VIEWS = {
+    KIND_AGENT: "registry-api:agent-detail",
+    KIND_TOOL: "registry-api:tool-detail",
+    KIND_MEMORY_STORE: "registry-api:memory-store-detail",
+}
 
 
 def _summary(problems: list[dict[str, Any]]) -> str:
@@ -449,7 +515,7 @@ def iso(moment: datetime | None) -> str | None:
 
 
 @dataclass
-class _Entry:
+class ManifestEntry:
     """One well-formed document, its desired spec in snapshot form, and what it refers to."""
 
     doc: _Document
@@ -461,7 +527,7 @@ class _Entry:
 
 
 class _Reader:
-    """Checks each document's shape and turns it into an _Entry, reporting every problem."""
+    """Checks each document's shape and turns it into an ManifestEntry, reporting every problem."""
 
     def __init__(self, problems: _Problems) -> None:
         self.problems = problems
@@ -474,7 +540,7 @@ class _Reader:
             message=message,
         )  # fmt: skip
 
-    def read(self, doc: _Document) -> _Entry | None:
+    def read(self, doc: _Document) -> ManifestEntry | None:
         body = doc.body
         if not isinstance(body, dict):
             self.problem(
@@ -490,7 +556,7 @@ class _Reader:
         metadata = body.get("metadata")
         slug = metadata.get("slug") if isinstance(metadata, dict) else None
         slug = slug if isinstance(slug, str) else None
-        kind_ok = isinstance(kind, str) and kind in KINDS
+        kind_ok = isinstance(kind, str) and kind in kinds()
         shown_kind = kind if kind_ok else None
         if "apiVersion" not in body and ("departments" in body or "users" in body):
             self.problem(
@@ -515,7 +581,7 @@ class _Reader:
             self.problem(
                 doc, None, slug, "kind",
                 (f"Unknown kind {kind!r}" if "kind" in body else "kind is missing")
-                + f"; use one of {', '.join(KINDS)}.",
+                + f"; use one of {', '.join(kinds())}.",
             )  # fmt: skip
         name = self._metadata(doc, shown_kind, slug, metadata)
         spec_body = body.get("spec")
@@ -528,7 +594,7 @@ class _Reader:
             )  # fmt: skip
         if not kind_ok or slug is None:
             return None
-        entry = _Entry(doc=doc, kind=str(kind), slug=slug, name=name, spec={})
+        entry = ManifestEntry(doc=doc, kind=str(kind), slug=slug, name=name, spec={})
         if isinstance(spec_body, dict):
             self._spec(entry, spec_body)
         return entry
@@ -559,8 +625,8 @@ class _Reader:
         name = metadata.get("name")
         return name if isinstance(name, str) else None
 
-    def _spec(self, entry: _Entry, body: dict[Any, Any]) -> None:
-        fields = SPECS[entry.kind]
+    def _spec(self, entry: ManifestEntry, body: dict[Any, Any]) -> None:
+        fields = SPECS[entry.kind] if entry.kind in SPECS else _REGISTERED[entry.kind].spec
         for key in _unknown_keys(body, fields):
             self.problem(
                 entry.doc, entry.kind, entry.slug, f"spec.{_key_text(key)}",
@@ -577,7 +643,7 @@ class _Reader:
                 continue
             entry.spec[key] = self._value(entry, path, type_, body[key])
 
-    def _value(self, entry: _Entry, path: str, type_: str, value: Any) -> Any:
+    def _value(self, entry: ManifestEntry, path: str, type_: str, value: Any) -> Any:
         """Check one value's type and return it in snapshot form (None when it is wrong)."""
 
         def fail(message: str) -> None:
@@ -608,6 +674,14 @@ class _Reader:
             if isinstance(value, bool):
                 return value
             fail(f"Expected true or false, got {_what(value)}.")
+        elif type_ == "number":
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if isinstance(value, float) and not math.isfinite(value):
+                    fail("Numbers must be finite.")
+                    return None
+                return value
+            hint = "; write it without quotes" if isinstance(value, str) else ""
+            fail(f"Expected a number, got {_what(value)}{hint}.")
         elif type_ == "autonomy":
             if isinstance(value, str) and value.upper() in {f"L{n}" for n in AutonomyLevel.values}:
                 return int(value[1:])
@@ -643,7 +717,7 @@ class _Reader:
         return None
 
     def _block(
-        self, entry: _Entry, path: str, value: Any, shape: dict[str, tuple[str, Any]]
+        self, entry: ManifestEntry, path: str, value: Any, shape: dict[str, tuple[str, Any]]
     ) -> dict[str, Any] | None:
         if value is None:
             value = {}
@@ -671,7 +745,12 @@ class _Reader:
         return result
 
     def _list_of(
-        self, entry: _Entry, path: str, value: Any, shape: dict[str, tuple[str, Any]], key: str
+        self,
+        entry: ManifestEntry,
+        path: str,
+        value: Any,
+        shape: dict[str, tuple[str, Any]],
+        key: str,
     ) -> list[dict[str, Any]]:
         if value is None:
             return []
@@ -745,7 +824,7 @@ _STORE_MODEL_FIELDS = {
 }
 
 
-def _model_values(entry: _Entry) -> dict[str, tuple[Any, str]]:
+def _model_values(entry: ManifestEntry) -> dict[str, tuple[Any, str]]:
     """The entry's plain model fields, each with the manifest path it came from."""
     values: dict[str, tuple[Any, str]] = {
         "name": (entry.name, "metadata.name"),
@@ -766,7 +845,7 @@ def _model_values(entry: _Entry) -> dict[str, tuple[Any, str]]:
     return values
 
 
-def _check_model_fields(entry: _Entry, reader: _Reader) -> None:
+def _check_model_fields(entry: ManifestEntry, reader: _Reader) -> None:
     """Run the model's own field validators (lengths, choices, JSON Schema, tags, ...)."""
     model = _MODELS[entry.kind]
     values = _model_values(entry)
@@ -786,7 +865,7 @@ def _check_model_fields(entry: _Entry, reader: _Reader) -> None:
                 reader.problem(entry.doc, entry.kind, entry.slug, path, message)
 
 
-def _check_grant_fields(entry: _Entry, grant: dict[str, Any], reader: _Reader) -> None:
+def _check_grant_fields(entry: ManifestEntry, grant: dict[str, Any], reader: _Reader) -> None:
     """The grant model's own validators (actions, environments, constraints)."""
     values = {key: grant.get(key) for key in ("actions", "environments", "constraints")}
     probe = ToolGrant(**{key: value for key, value in values.items() if value is not None})
@@ -804,7 +883,7 @@ def _check_grant_fields(entry: _Entry, grant: dict[str, Any], reader: _Reader) -
 class _Catalogue:
     """What the file and the database hold, for resolving references by slug."""
 
-    def __init__(self, actor: User, entries: list[_Entry]) -> None:
+    def __init__(self, actor: User, entries: list[ManifestEntry]) -> None:
         self.file_tools = {e.slug: e for e in entries if e.kind == KIND_TOOL}
         self.file_stores = {e.slug: e for e in entries if e.kind == KIND_MEMORY_STORE}
         agents = [e for e in entries if e.kind == KIND_AGENT]
@@ -842,7 +921,7 @@ class _Catalogue:
         return store.store_class if store else None
 
 
-def _check_references(entry: _Entry, catalogue: _Catalogue, reader: _Reader) -> None:
+def _check_references(entry: ManifestEntry, catalogue: _Catalogue, reader: _Reader) -> None:
     spec = entry.spec
 
     def fail(path: str, message: str) -> None:
@@ -947,9 +1026,11 @@ def _strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in item.items() if k != "_path"} for item in items]
 
 
-def _desired(entry: _Entry, current: dict[str, Any] | None, actor: User) -> dict[str, Any]:
+def _desired(entry: ManifestEntry, current: dict[str, Any] | None, actor: User) -> dict[str, Any]:
     """The spec as it will read after applying, to compare with the snapshot of now."""
     desired = dict(entry.spec)
+    if entry.kind in _REGISTERED:
+        return desired
     if desired.get("owner") is _KEEP:
         desired["owner"] = current["owner"] if current is not None else actor.get_username()
     if entry.kind == KIND_AGENT:
@@ -960,7 +1041,9 @@ def _desired(entry: _Entry, current: dict[str, Any] | None, actor: User) -> dict
     return desired
 
 
-def _current(entry: _Entry) -> tuple[Model | None, dict[str, Any] | None]:
+def _current(entry: ManifestEntry) -> tuple[Model | None, dict[str, Any] | None]:
+    if entry.kind in _REGISTERED:
+        return _REGISTERED[entry.kind].current(entry.slug)
     if entry.kind == KIND_AGENT:
         agent = (
             Agent.objects.select_related("owner", "department", "team")
@@ -975,7 +1058,7 @@ def _current(entry: _Entry) -> tuple[Model | None, dict[str, Any] | None]:
     return store, memory_store_spec(store) if store else None
 
 
-def _plan(entry: _Entry, actor: User) -> tuple[PlannedChange, Model | None]:
+def _plan(entry: ManifestEntry, actor: User) -> tuple[PlannedChange, Model | None]:
     instance, current = _current(entry)
     if instance is None or current is None:
         return PlannedChange(entry.kind, entry.slug, CREATE, []), None
@@ -988,7 +1071,10 @@ def _plan(entry: _Entry, actor: User) -> tuple[PlannedChange, Model | None]:
     ), instance
 
 
-def _apply_entry(entry: _Entry, instance: Model | None, actor: User) -> None:
+def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> None:
+    if entry.kind in _REGISTERED:
+        _REGISTERED[entry.kind].apply(actor, entry, instance)
+        return
     spec = entry.spec
     data: dict[str, Any] = {"name": entry.name}
     if instance is None:
@@ -1040,7 +1126,7 @@ def _apply_entry(entry: _Entry, instance: Model | None, actor: User) -> None:
     )  # fmt: skip
 
 
-def _check_visibility(entry: _Entry, actor: User, reader: _Reader) -> None:
+def _check_visibility(entry: ManifestEntry, actor: User, reader: _Reader) -> None:
     """An existing object the actor cannot see is not described, only refused."""
     objects: Any = _MODELS[entry.kind]._default_manager
     if objects.filter(slug=entry.slug).exists() and not (
@@ -1052,12 +1138,14 @@ def _check_visibility(entry: _Entry, actor: User, reader: _Reader) -> None:
         )  # fmt: skip
 
 
-def _read_all(actor: User, sources: Sequence[tuple[str, str]], problems: _Problems) -> list[_Entry]:
+def _read_all(
+    actor: User, sources: Sequence[tuple[str, str]], problems: _Problems
+) -> list[ManifestEntry]:
     documents = _load(sources, problems)
     reader = _Reader(problems)
     entries = [entry for doc in documents if (entry := reader.read(doc)) is not None]
 
-    seen: dict[tuple[str, str], _Entry] = {}
+    seen: dict[tuple[str, str], ManifestEntry] = {}
     for entry in entries:
         key = (entry.kind, entry.slug)
         if key in seen:
@@ -1078,7 +1166,21 @@ def _read_all(actor: User, sources: Sequence[tuple[str, str]], problems: _Proble
     # Every check runs on every document (values of the wrong type were set to None and are
     # skipped), so one pass reports everything that is wrong with the file.
     catalogue = _Catalogue(actor, entries)
+    context = ManifestContext(
+        actor=actor,
+        file_slugs={kind: {e.slug for e in entries if e.kind == kind} for kind in kinds()},
+    )
     for entry in entries:
+        registered = _REGISTERED.get(entry.kind)
+        if registered is not None:
+            for path, message in registered.check(entry, context):
+                reader.problem(entry.doc, entry.kind, entry.slug, path, message)
+            if registered.hidden(actor, entry.slug):
+                reader.problem(
+                    entry.doc, entry.kind, entry.slug, "metadata.slug",
+                    f"The {entry.kind} slug {entry.slug!r} is already taken outside your scope.",
+                )  # fmt: skip
+            continue
         _check_model_fields(entry, reader)
         _check_references(entry, catalogue, reader)
         _check_visibility(entry, actor, reader)
@@ -1098,7 +1200,8 @@ def _run(
         entries = _read_all(actor, sources, problems)
         if len(problems):
             raise ManifestError(problems.items)
-        ordered = sorted(entries, key=lambda e: KINDS.index(e.kind))
+        order = kinds()
+        ordered = sorted(entries, key=lambda e: order.index(e.kind))
         plans = {id(entry): _plan(entry, actor) for entry in ordered}
         for entry in [] if plan_only else ordered:
             change, instance = plans[id(entry)]
@@ -1243,7 +1346,8 @@ def _document(kind: str, slug: str, name: str, spec: dict[str, Any]) -> dict[str
 
 
 def manifest_export(*, user: Any) -> str:
-    """Every tool, memory store and agent the user may see, as one multi-document manifest."""
+    """Every tool, memory store and agent the user may see, then every object of the registered
+    kinds (policies, budgets) they may see, as one multi-document manifest."""
     documents = []
     tools = Tool.objects.for_user(user).select_related("owner").prefetch_related("data_classes")
     for tool in tools.order_by("slug"):
@@ -1265,4 +1369,7 @@ def manifest_export(*, user: Any) -> str:
         for grant in spec["tools"]:
             grant["constraints"] = _ordered_json(grant["constraints"])
         documents.append(_document(KIND_AGENT, agent.slug, agent.name, spec))
+    for registered in _REGISTERED.values():
+        for slug, name, spec in registered.export(user):
+            documents.append(_document(registered.kind, slug, name, spec))
     return dump_documents(documents)

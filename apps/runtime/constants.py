@@ -9,6 +9,9 @@ OUTCOME_MAX = 100
 # allows only these when a store Tether needs is down.
 READ_ACTIONS = frozenset({"read", "get", "list", "search", "lookup", "query", "fetch", "view"})
 
+# A retried request (same Idempotency-Key) within this time gets the first answer again.
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600
+
 # Risk weights summed by a "risk" budget.
 RISK_WEIGHTS = {"low": 1, "medium": 3, "high": 10, "critical": 30}
 
@@ -64,6 +67,7 @@ class Reason(models.TextChoices):
     MEMORY_NOT_BOUND = "memory_not_bound"
     MEMORY_WRITE_NOT_GRANTED = "memory_write_not_granted"
     DELEGATION_NOT_ALLOWED = "delegation_not_allowed"
+    DECISION_PENDING = "decision_pending"
     STORE_UNAVAILABLE = "store_unavailable"
     FAIL_OPEN = "fail_open"
 
@@ -92,3 +96,32 @@ class BudgetEdge(models.TextChoices):
     DEGRADE = "degrade", "Degrade (cheaper model)"
     ASK = "ask", "Ask a person"
     STOP = "stop", "Stop (deny)"
+
+
+# Budgets: the generation their writes bump (``apps.common.generation``), so every process's
+# per-agent budget cache follows at once; and how often a process reads the shared counter.
+BUDGET_GENERATION = "budgets"
+BUDGET_REFRESH_SECONDS = 1.0
+
+BUDGET_NAME_MAX = 100
+BUDGET_SLUG_MAX = 60
+BUDGET_MODEL_MAX = 100
+# Large enough for a year of tokens of a busy department, small enough to be a real limit.
+BUDGET_LIMIT_MAX = 10**9
+BUDGET_DECIMAL_PLACES = 4
+# Every applicable budget is one more counter in each decision's reservation.
+BUDGETS_PER_OWNER_MAX = 50
+
+# Kinds counted in whole units; only spend is money with cents.
+WHOLE_BUDGET_KINDS = frozenset(
+    {
+        BudgetKind.TOKENS,
+        BudgetKind.TOOL_CALLS,
+        BudgetKind.RETRIES,
+        BudgetKind.WALL_TIME,
+        BudgetKind.SCOPE,
+        BudgetKind.RISK,
+    }
+)
+# A degrade edge answers a model call with a cheaper model: only kinds a model call spends.
+DEGRADABLE_BUDGET_KINDS = frozenset({BudgetKind.TOKENS, BudgetKind.SPEND})

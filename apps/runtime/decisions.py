@@ -12,31 +12,36 @@ its record.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
 from apps.audit.services import Actor, audit_record
+from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotFound
 from apps.common.request_context import get_request_id
 from apps.policy.evaluation import PolicyRequest, current_snapshot, policy_evaluate
 from apps.registry.constants import AgentStatus, MemoryAccess, MemoryClass, RiskClass
 from apps.registry.models import Agent, MemoryStore, Tool
 
+from . import services as runtime_services
 from .constants import (
+    IDEMPOTENCY_TTL_SECONDS,
     READ_ACTIONS,
     RISK_WEIGHTS,
     Action,
@@ -48,6 +53,7 @@ from .constants import (
     RunState,
 )
 from .counters import Counter, CounterStoreUnavailable, Reservation, counter_store
+from .generation import budget_cache_token
 from .models import Budget, BudgetLedgerEntry, Decision, Run
 
 logger = logging.getLogger(__name__)
@@ -70,6 +76,7 @@ class DecisionRequest:
     estimated_cost_usd: Decimal | None = None
     store: str = ""
     agent: str = ""
+    idempotency_key: str = ""
 
     @property
     def target(self) -> str:
@@ -85,6 +92,7 @@ class Outcome:
     budgets: dict[str, Any] = field(default_factory=dict)
     modified: dict[str, Any] | None = None
     charges: list[tuple[Budget, str, Decimal]] = field(default_factory=list)
+    retry_after: int | None = None
 
 
 def _deny(reason: str, reasoning: str, **extra: Any) -> Outcome:
@@ -112,6 +120,7 @@ class ToolContract:
 _contracts: dict[str, ToolContract | None] = {}
 _contracts_snapshot: object = None
 _budgets: dict[int, tuple[float, list[Budget]]] = {}
+_budgets_token: object = None
 
 
 def _tool_contract(slug: str) -> ToolContract | None:
@@ -139,6 +148,11 @@ def _tool_contract(slug: str) -> ToolContract | None:
 
 
 def _budgets_for(agent: Agent) -> list[Budget]:
+    global _budgets_token
+    token = budget_cache_token()  # budget writes bump it: seen here at once, elsewhere within 1 s
+    if token != _budgets_token:
+        _budgets.clear()
+        _budgets_token = token
     cached = _budgets.get(agent.pk)
     if cached and time.monotonic() - cached[0] < BUDGET_CACHE_SECONDS:
         return cached[1]
@@ -153,23 +167,55 @@ def _budgets_for(agent: Agent) -> list[Budget]:
 
 
 def forget_caches() -> None:
-    global _contracts_snapshot
+    global _contracts_snapshot, _budgets_token
     _contracts.clear()
     _contracts_snapshot = None
+    _budgets_token = None
     _budgets.clear()
+    runtime_services.forget_runs()
 
 
 # --- the pipeline ----------------------------------------------------------------------------
 
 
+class _Repeated(Exception):
+    """This request's Idempotency-Key already reserved its budgets: answer as the first time."""
+
+
 def decide(*, run: Run, request: DecisionRequest) -> Decision:
-    """Answer one governed step of ``run`` and record the answer before returning it."""
+    """Answer one governed step of ``run`` and record the answer before returning it.
+
+    A request that repeats an earlier one's Idempotency-Key (an SDK retrying after a timeout)
+    gets that earlier decision back and is charged nothing more.
+    """
     began = time.perf_counter()
     try:
         outcome = _pipeline(run, request)
     except CounterStoreUnavailable as exc:
         outcome = _unavailable(run, request, f"The budget store is unreachable ({exc}).")
+    except DatabaseError as exc:  # e.g. the policy snapshot's freshness check
+        outcome = _unavailable(run, request, f"The database is unreachable ({exc}).")
+    except _Repeated:
+        first = _first_answer(run, request.idempotency_key)
+        if first is not None:
+            return first
+        outcome = Outcome(
+            Disposition.DEFER,
+            [Reason.DECISION_PENDING],
+            "The first attempt of this request is still being answered; ask again.",
+            retry_after=1,
+        )
+        request = replace(request, idempotency_key="")  # the first attempt's key, not this one's
     return _record(run, request, outcome, began)
+
+
+def _first_answer(run: Run, key: str) -> Decision | None:
+    return (
+        Decision.objects.filter(run=run, idempotency_key=key)
+        .exclude(disposition=Disposition.DEFER)
+        .order_by("id")
+        .first()
+    )
 
 
 def _pipeline(run: Run, request: DecisionRequest) -> Outcome:
@@ -288,7 +334,9 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
                     ttl=120,
                 ),
                 Reason.RATE_LIMITED,
-                f"{tool.slug} allows {tool.rate_limit_per_minute} calls a minute per agent.",
+                f"{tool.slug} allows {tool.rate_limit_per_minute} calls a minute per agent; "
+                "ask again when the minute is over.",
+                defer_seconds=60 - int(time.time()) % 60,
             )
         )
     amounts: dict[str, tuple[float, str, str]] = {
@@ -297,7 +345,7 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
         BudgetKind.SCOPE: (1, "distinct", tool.slug),
         BudgetKind.RETRIES: (1, "repeat", ""),
     }
-    return _reserve(run, guards, amounts, policy.policies)
+    return _reserve(run, guards, amounts, policy.policies, key=request.idempotency_key)
 
 
 def _model_call(run: Run, request: DecisionRequest) -> Outcome:
@@ -309,7 +357,9 @@ def _model_call(run: Run, request: DecisionRequest) -> Outcome:
         BudgetKind.TOKENS: (tokens, "fixed", ""),
         BudgetKind.SPEND: (float(request.estimated_cost_usd or 0), "fixed", ""),
     }
-    return _reserve(run, [], amounts, policy.policies, model=request.model)
+    return _reserve(
+        run, [], amounts, policy.policies, key=request.idempotency_key, model=request.model
+    )
 
 
 def _memory(run: Run, request: DecisionRequest) -> Outcome:
@@ -446,6 +496,17 @@ def _period(run: Run, scope: str) -> tuple[str, int]:
     return now.strftime("%Y-%m"), 62 * 86400
 
 
+IDEMPOTENCY_PREFIX = "tether:idem:"
+
+
+def _idempotency_guard(run: Run, key: str) -> Guard:
+    """Set once per (run, key) together with the budgets, so a retry cannot charge them twice."""
+    counter = Counter(
+        key=f"{IDEMPOTENCY_PREFIX}{run.pk}:{key}", amount=1, limit=1, ttl=IDEMPOTENCY_TTL_SECONDS
+    )
+    return Guard(counter, Reason.DECISION_PENDING, "")
+
+
 def _budget_key(budget: Budget, period: str) -> str:
     return f"tether:budget:{budget.pk}:{period}"
 
@@ -458,6 +519,7 @@ class Guard:
     reason: str
     reasoning: str
     on_refusal: Any = None  # called before answering, e.g. to raise an alert
+    defer_seconds: int | None = None  # refusal is ``defer`` (ask again then), not ``deny``
 
 
 @dataclass(frozen=True)
@@ -478,6 +540,7 @@ class _Charge:
             ttl=self.ttl,
             rule=self.rule,
             member=self.member,
+            ledger=(self.budget.pk, self.period),  # a lost counter is rebuilt from the ledger
         )
 
 
@@ -486,12 +549,18 @@ def _reserve(
     guards: list[Guard],
     amounts: dict[str, tuple[float, str, str]],
     policies: list[str],
+    *,
+    key: str,
     model: str = "",
 ) -> Outcome:
     """Reserve the guards and every applicable budget in one atomic call, then apply edges.
 
-    ``amounts`` maps a budget kind to (amount, rule, member) for this step (see counters.py).
+    ``amounts`` maps a budget kind to (amount, rule, member) for this step (see counters.py);
+    ``key`` is the request's Idempotency-Key, if it has one.
     """
+    if key:
+        # After the caller's guards: the circuit breaker must stay the first counter.
+        guards = [*guards, _idempotency_guard(run, key)]
     budgets = _budgets_for(run.agent)
     elapsed = (timezone.now() - run.started_at).total_seconds()
     for budget in budgets:
@@ -521,8 +590,18 @@ def _reserve(
         first = reservation.refused[0]
         if first < len(guards):
             guard = guards[first]
+            if guard.counter.key.startswith(IDEMPOTENCY_PREFIX):
+                raise _Repeated
             if guard.on_refusal:
                 guard.on_refusal()
+            if guard.defer_seconds is not None:
+                return Outcome(
+                    Disposition.DEFER,
+                    [guard.reason],
+                    guard.reasoning,
+                    policies=policies,
+                    retry_after=guard.defer_seconds,
+                )
             return _deny(guard.reason, guard.reasoning, policies=policies)
         budget = charges[first - len(guards)].budget
         if budget.edge == BudgetEdge.DEGRADE and model and budget.degrade_to_model:
@@ -646,15 +725,12 @@ def _record(run: Run, request: DecisionRequest, outcome: Outcome, began: float) 
         modified=outcome.modified,
         on_behalf_of_name=run.on_behalf_of.get_username() if run.on_behalf_of else "",
         request_id=get_request_id(),
+        idempotency_key=request.idempotency_key,
+        retry_after_seconds=outcome.retry_after,
     )
     decision.duration_us = int((time.perf_counter() - began) * 1_000_000)
     try:
-        with transaction.atomic():
-            decision.save(force_insert=True)
-            BudgetLedgerEntry.objects.bulk_create(
-                BudgetLedgerEntry(budget=b, period_key=p, decision=decision, amount=a)
-                for b, p, a in outcome.charges
-            )
+        _write(decision, outcome.charges)
     except DatabaseError as exc:
         logger.error("decision not recorded, failing closed: %s", exc)
         decision.pk = None
@@ -662,8 +738,61 @@ def _record(run: Run, request: DecisionRequest, outcome: Outcome, began: float) 
         decision.reasons = [Reason.STORE_UNAVAILABLE]
         decision.reasoning = "The decision could not be recorded, so it is denied."
         decision.modified = None
+        decision.retry_after_seconds = None
         spool_decision(decision)
+        if request.idempotency_key and outcome.charges:
+            _release_idempotency(run, request.idempotency_key)
     return decision
+
+
+def _release_idempotency(run: Run, key: str) -> None:
+    """The first answer was never recorded: let a retry be decided afresh, not wait for it."""
+    # If Redis is down too, the key expires on its own; a retry meanwhile is deferred.
+    with contextlib.suppress(CounterStoreUnavailable):
+        counter_store().adjust(_idempotency_guard(run, key).counter.key, -1)
+
+
+def _write(decision: Decision, charges: list[tuple[Budget, str, Decimal]]) -> None:
+    """Insert the decision and its ledger rows together, or neither."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            decision.save(force_insert=True)
+            BudgetLedgerEntry.objects.bulk_create(
+                BudgetLedgerEntry(budget=b, period_key=p, decision=decision, amount=a)
+                for b, p, a in charges
+            )
+        return
+    # On PostgreSQL: one prepared statement, atomic by itself, one round trip.
+    sql, fields = _insert_statement()
+    params = [f.get_db_prep_save(getattr(decision, f.attname), connection) for f in fields]
+    params += [
+        decision.created_at,
+        [b.pk for b, _, _ in charges],
+        [p for _, p, _ in charges],
+        [a for _, _, a in charges],
+    ]
+    row = fetch_one(sql, params)
+    assert row is not None  # INSERT ... RETURNING answers one row or raises
+    decision.pk = row[0]
+    decision._state.adding = False
+
+
+@lru_cache(maxsize=1)
+def _insert_statement() -> tuple[str, tuple[Any, ...]]:
+    """``INSERT`` the decision and ``INSERT ... SELECT unnest(...)`` its ledger rows, in one."""
+    fields = tuple(f for f in Decision._meta.concrete_fields if not f.primary_key)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
+    values = ", ".join(["%s"] * len(fields))
+    ledger = BudgetLedgerEntry._meta.db_table
+    sql = (
+        f"WITH d AS (INSERT INTO {Decision._meta.db_table} ({columns}) VALUES ({values}) "
+        f"RETURNING id), l AS (INSERT INTO {ledger} "
+        f"(budget_id, period_key, decision_id, amount, reconciliation, created_at) "
+        f"SELECT u.budget_id, u.period_key, d.id, u.amount, false, %s "
+        f"FROM d, unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(budget_id, period_key, amount)) "
+        f"SELECT id FROM d"
+    )
+    return sql, fields
 
 
 def spool_path() -> Path:
@@ -690,6 +819,8 @@ def spool_decision(decision: Decision) -> None:
         "arguments_sha256": decision.arguments_sha256,
         "on_behalf_of_name": decision.on_behalf_of_name,
         "request_id": decision.request_id,
+        "idempotency_key": decision.idempotency_key,
+        "retry_after_seconds": decision.retry_after_seconds,
         "duration_us": decision.duration_us,
     }
     with path.open("a", encoding="utf-8") as handle:

@@ -1,4 +1,5 @@
-"""Console forms for the runtime: credentials, the decision explorer's filters, delegations.
+"""Console forms for the runtime: credentials, the decision explorer's filters, delegations,
+budgets.
 
 They parse and shape input; the services decide (and refuse with field-by-field details).
 """
@@ -11,10 +12,19 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
+from apps.accounts.models import Department
 from apps.registry.constants import Environment
 from apps.registry.models import Agent, ToolGrant
 
-from .constants import Disposition, Reason
+from .constants import (
+    BUDGET_MODEL_MAX,
+    BUDGET_NAME_MAX,
+    BudgetEdge,
+    BudgetKind,
+    BudgetScope,
+    Disposition,
+    Reason,
+)
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 TARGET_MAX = 200
@@ -149,3 +159,88 @@ class DelegationForm(forms.Form):
                 "expires_at",
                 (timezone.now() + timedelta(days=30)).replace(second=0, microsecond=0),
             )
+
+
+class BudgetForm(forms.Form):
+    """A budget over an agent (``agent``) or a department (``departments``: where the user may
+    set them). Editing (``budget``) shows kind and scope but cannot change them."""
+
+    department: forms.ModelChoiceField = forms.ModelChoiceField(
+        queryset=Department.objects.none(),
+        to_field_name="slug",
+        empty_label="Choose a department",
+        help_text="Departments whose budgets you may set.",
+    )
+    name = forms.CharField(
+        max_length=BUDGET_NAME_MAX, help_text="What it limits, e.g. Tokens per run."
+    )
+    kind = forms.ChoiceField(choices=BudgetKind.choices, help_text="What it counts.")
+    scope = forms.ChoiceField(choices=(), help_text="Over what, and when it starts again.")
+    limit = forms.CharField(
+        max_length=40,
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+        help_text="Greater than 0: tokens, calls, seconds, US dollars (spend), distinct tools "
+        "(scope) or summed risk weights (risk).",
+    )
+    edge = forms.ChoiceField(
+        choices=BudgetEdge.choices,
+        initial=BudgetEdge.STOP,
+        label="At the limit",
+        help_text="Continue records only; degrade answers model calls with a cheaper model "
+        "(tokens and spend only); ask needs a person; stop denies.",
+    )
+    degrade_to_model = forms.CharField(
+        required=False,
+        max_length=BUDGET_MODEL_MAX,
+        label="Degrade to model",
+        help_text="Only with “degrade”, e.g. gpt-4.1-mini.",
+    )
+    enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
+
+    def __init__(
+        self, *args: Any, agent: Agent | None = None, departments: Any = None,
+        budget: Any = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        scope_field = self.fields["scope"]
+        assert isinstance(scope_field, forms.ChoiceField)
+        if budget is not None or departments is None:
+            del self.fields["department"]
+        else:
+            field = self.fields["department"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = departments
+        if budget is not None:
+            scope_field.choices = BudgetScope.choices
+            for name in ("kind", "scope"):
+                self.fields[name].disabled = True
+                self.fields[name].help_text = "Fixed when the budget was created."
+            # Even when bound: a disabled field takes its value from the initial data.
+            self.initial.update(
+                name=budget.name, kind=budget.kind, scope=budget.scope,
+                limit=budget.limit_text, edge=budget.edge,
+                degrade_to_model=budget.degrade_to_model, enabled=budget.enabled,
+            )  # fmt: skip
+        elif agent is not None:
+            scope_field.choices = [
+                c for c in BudgetScope.choices if c[0] != BudgetScope.DEPARTMENT_MONTH
+            ]
+            del self.fields["enabled"]
+        else:
+            scope_field.choices = [
+                c for c in BudgetScope.choices if c[0] == BudgetScope.DEPARTMENT_MONTH
+            ]
+            scope_field.initial = BudgetScope.DEPARTMENT_MONTH
+            del self.fields["enabled"]
+
+    def service_data(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        result = {
+            "name": data["name"],
+            "limit": data["limit"],
+            "edge": data["edge"],
+            "degrade_to_model": data.get("degrade_to_model") or "",
+        }
+        if "enabled" in self.fields:
+            result["enabled"] = bool(data.get("enabled"))
+        return result

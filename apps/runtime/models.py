@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
-from apps.accounts.models import Department
+from apps.accounts.constants import Role
+from apps.accounts.models import Department, Team, slug_validator
+from apps.accounts.permissions import scope_of
 from apps.registry.constants import Environment
-from apps.registry.models import Agent, AgentVersion
+from apps.registry.models import CHANGE, READ, Agent, AgentVersion
 
 from .constants import (
+    BUDGET_SLUG_MAX,
     OUTCOME_MAX,
     TASK_MAX,
     Action,
@@ -134,6 +139,12 @@ class Decision(models.Model):
     modified = models.JSONField(null=True, blank=True)
     on_behalf_of_name = models.CharField(max_length=200, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
+    idempotency_key = models.CharField(
+        max_length=64, blank=True, help_text="The agent's key for this request; a retry reuses it."
+    )
+    retry_after_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="For defer: when to ask again."
+    )
     duration_us = models.PositiveIntegerField(default=0)
 
     class Meta:
@@ -156,10 +167,62 @@ class Decision(models.Model):
         return (self.modified or {}).get("model")
 
 
+def new_budget_slug() -> str:
+    """A free slug for a budget created without one (the ORM, the admin, fixtures)."""
+    return f"budget-{uuid.uuid4().hex[:12]}"
+
+
+class BudgetQuerySet(models.QuerySet["Budget"]):
+    def for_user(self, user: Any, action: str = READ) -> BudgetQuerySet:
+        """The permission gate for budgets.
+
+        Read: an agent budget with its agent (the registry's gate); a department budget by
+        anyone who reads an agent in that department or holds a role there. Change: an agent
+        budget by whoever may change the agent (its owner, an admin); a department budget by
+        an admin or finance over that department.
+        """
+        scope = scope_of(user)
+        if scope.is_admin:
+            return self.all()
+        if not scope.has_any_role:
+            return self.none()
+        if action == CHANGE:
+            agents = Agent.objects.for_user(user, CHANGE).values("pk")
+            if Role.FINANCE in scope.org_wide_roles:
+                return self.filter(Q(agent__in=agents) | Q(department__isnull=False))
+            finance_departments = [
+                pk for pk, roles in scope.department_roles.items() if Role.FINANCE in roles
+            ]
+            return self.filter(Q(agent__in=agents) | Q(department_id__in=finance_departments))
+        if scope.reads_everything:
+            return self.all()
+        visible = Agent.objects.for_user(user)
+        departments = set(scope.department_roles) | set(
+            Team.objects.filter(pk__in=list(scope.team_roles)).values_list(
+                "department_id", flat=True
+            )
+        )
+        return self.filter(
+            Q(agent__in=visible.values("pk"))
+            | Q(department_id__in=visible.values("department_id"))
+            | Q(department_id__in=list(departments))
+        )
+
+
 class Budget(models.Model):
-    """An autonomy budget: a limit of one kind, over a scope and period, with an edge."""
+    """An autonomy budget: a limit of one kind, over a scope and period, with an edge.
+
+    ``slug`` names it in the API, the console and manifests; kind, scope and what it is over
+    never change (its counters are kept under its id, in the units of its kind).
+    """
 
     name = models.CharField(max_length=100)
+    slug = models.SlugField(
+        max_length=BUDGET_SLUG_MAX,
+        unique=True,
+        default=new_budget_slug,
+        validators=[slug_validator],
+    )
     kind = models.CharField(max_length=16, choices=BudgetKind.choices)
     scope = models.CharField(max_length=20, choices=BudgetScope.choices)
     agent = models.ForeignKey(
@@ -173,6 +236,9 @@ class Budget(models.Model):
     degrade_to_model = models.CharField(max_length=100, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BudgetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -187,7 +253,27 @@ class Budget(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.kind} ≤ {self.limit}, {self.scope})"
+        return f"{self.name} ({self.kind} ≤ {self.limit_text}, {self.scope})"
+
+    @property
+    def agent_slug(self) -> str | None:
+        return self.agent.slug if self.agent is not None else None
+
+    @property
+    def department_slug(self) -> str | None:
+        return self.department.slug if self.department is not None else None
+
+    @property
+    def over_name(self) -> str:
+        """What it is over: the agent's or the department's name."""
+        if self.agent is not None:
+            return self.agent.name
+        return self.department.name if self.department is not None else ""
+
+    @property
+    def limit_text(self) -> str:
+        """The limit without trailing zeros: ``50000``, ``12.5``."""
+        return format(self.limit.normalize(), "f")
 
 
 class BudgetLedgerEntry(models.Model):

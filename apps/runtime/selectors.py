@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from apps.registry.models import Agent
+from apps.accounts.models import Department
+from apps.accounts.permissions import scope_of
+from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
 
-from .models import AgentCredential, Decision, Delegation
+from .constants import BudgetScope
+from .models import AgentCredential, Budget, Decision, Delegation
 
 
 def credential_list(*, agent: Agent) -> QuerySet[AgentCredential]:
@@ -47,3 +50,82 @@ def decision_list(
     if reason:
         decisions = decisions.filter(reasons__icontains=f'"{reason}"')
     return decisions.order_by("-id")
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+def budget_list(
+    *,
+    user: Any,
+    agent: str = "",
+    department: str = "",
+    scope: str = "",
+    kind: str = "",
+    enabled: bool | None = None,
+) -> QuerySet[Budget]:
+    """Budgets the user may see. ``agent`` means every budget that applies to that agent:
+    its own and its department's."""
+    budgets = Budget.objects.for_user(user).select_related("agent", "department")
+    if agent:
+        found = Agent.objects.for_user(user).filter(slug=agent).values("pk", "department_id")
+        target = found.first()
+        if target is None:
+            return budgets.none()
+        budgets = budgets.filter(
+            Q(agent_id=target["pk"])
+            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=target["department_id"])
+        )
+    if department:
+        budgets = budgets.filter(
+            Q(department__slug=department) | Q(agent__department__slug=department)
+        )
+    if scope:
+        budgets = budgets.filter(scope=scope)
+    if kind:
+        budgets = budgets.filter(kind=kind)
+    if enabled is not None:
+        budgets = budgets.filter(enabled=enabled)
+    return budgets.order_by("name", "slug")
+
+
+def budget_get(*, user: Any, slug: str, action: str = "view") -> Budget:
+    """The budget, or 404 when it does not exist *or* the user may not see (or change) it."""
+    return get_object_or_404(
+        Budget.objects.for_user(user, action).select_related("agent", "department"), slug=slug
+    )
+
+
+def agent_budgets(*, agent: Agent) -> QuerySet[Budget]:
+    """Every budget over an agent the caller already may see: its own and its department's."""
+    return (
+        Budget.objects.filter(
+            Q(agent=agent)
+            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
+        )
+        .select_related("agent", "department")
+        .order_by("name", "slug")
+    )
+
+
+def can_change_budget(user: Any, budget: Budget) -> bool:
+    return Budget.objects.for_user(user, CHANGE).filter(pk=budget.pk).exists()
+
+
+def budget_departments(*, user: Any) -> QuerySet[Department]:
+    """Departments whose budgets the user may read: any role there, or an agent they see."""
+    scope = scope_of(user)
+    if scope.reads_everything:
+        return Department.objects.order_by("name")
+    if not scope.has_any_role:
+        return Department.objects.none()
+    visible = Agent.objects.for_user(user).values("department_id")
+    return (
+        Department.objects.filter(
+            Q(pk__in=visible)
+            | Q(pk__in=list(scope.department_roles))
+            | Q(teams__pk__in=list(scope.team_roles))
+        )
+        .distinct()
+        .order_by("name")
+    )

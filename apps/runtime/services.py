@@ -1,22 +1,49 @@
-"""Identity and runs: agent credentials, delegations, run start, heartbeat and finish."""
+"""Identity, runs and budgets: agent credentials, delegations, run start, heartbeat and
+finish; creating, changing and deleting autonomy budgets."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from django.utils.text import slugify
 
-from apps.accounts.models import User
+from apps.accounts.constants import Role
+from apps.accounts.models import Department, User, slug_validator
+from apps.accounts.permissions import scope_of
 from apps.audit.services import Actor, audit_record
+from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotPermitted
 from apps.common.tokens import IssuedToken, digest_matches, issue_token, parse_lookup
+from apps.policy.evaluation import current_snapshot
 from apps.registry.constants import AgentStatus
 from apps.registry.models import CHANGE, Agent, AgentVersion
 
-from .constants import CREDENTIAL_KIND, RUN_TOKEN_KIND, TASK_MAX, RunState
-from .models import AgentCredential, Delegation, Run
+from .constants import (
+    BUDGET_DECIMAL_PLACES,
+    BUDGET_LIMIT_MAX,
+    BUDGET_MODEL_MAX,
+    BUDGET_NAME_MAX,
+    BUDGET_SLUG_MAX,
+    BUDGETS_PER_OWNER_MAX,
+    CREDENTIAL_KIND,
+    DEGRADABLE_BUDGET_KINDS,
+    RUN_TOKEN_KIND,
+    TASK_MAX,
+    WHOLE_BUDGET_KINDS,
+    BudgetEdge,
+    BudgetKind,
+    BudgetScope,
+    RunState,
+)
+from .generation import bump_budget_generation
+from .models import AgentCredential, Budget, Delegation, Run
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 
@@ -328,28 +355,79 @@ def run_start(
     return run, issued.plaintext
 
 
+# Runs by token lookup, kept for as long as the policy snapshot they were read under (every
+# registry change rebuilds it). What can change under a run without a registry write -- its
+# state, its token's expiry, its credential, its agent's status -- is read fresh on every call
+# in one indexed query, so ending, expiring or revoking is honoured at once.
+_runs: dict[str, Run] = {}
+_runs_snapshot: object = None
+RUN_CACHE_MAX = 10_000
+
+
 def run_authenticate(plaintext: str) -> Run:
     """The running run this token belongs to; 401 for anything else.
 
     A token dies with its run: ended, expired, or minted by a since-revoked credential.
     """
     lookup = parse_lookup(plaintext, RUN_TOKEN_KIND)
-    run = (
-        Run.objects.select_related("agent", "agent__department", "credential", "on_behalf_of")
-        .filter(token_lookup=lookup)
-        .first()
-        if lookup
-        else None
-    )
+    run = _cached_run(lookup) if lookup else None
     if run is None or not digest_matches(plaintext, run.token_digest):
         raise Unauthenticated("Invalid run token.")
-    if run.credential is None or run.credential.revoked_at is not None:
+    fresh = _run_freshness(run)
+    if fresh is None:
+        raise Unauthenticated("Invalid run token.")
+    run.state, expired, revoked, run.agent.status = fresh
+    if revoked:
         raise Unauthenticated("The credential behind this run token was revoked.")
-    if run.state == RunState.RUNNING and run.token_expires_at <= timezone.now():
+    if run.state == RunState.RUNNING and expired:
         run_expire(run=run)
     if run.state != RunState.RUNNING:
+        _runs.pop(run.token_lookup, None)
         raise Unauthenticated(f"This run is {run.state}; its token no longer works.")
     return run
+
+
+def forget_runs() -> None:
+    _runs.clear()
+
+
+def _cached_run(lookup: str) -> Run | None:
+    global _runs_snapshot
+    snapshot = current_snapshot()
+    if snapshot is not _runs_snapshot or len(_runs) >= RUN_CACHE_MAX:
+        _runs.clear()
+        _runs_snapshot = snapshot
+    run = _runs.get(lookup)
+    if run is None:
+        run = (
+            Run.objects.select_related("agent", "agent__department", "credential", "on_behalf_of")
+            .filter(token_lookup=lookup)
+            .first()
+        )
+        if run is not None:
+            _runs[lookup] = run
+    return run
+
+
+@lru_cache(maxsize=1)
+def _freshness_sql() -> str:
+    run, credential, agent = Run._meta, AgentCredential._meta, Agent._meta
+    return (
+        f"SELECT r.state, r.token_expires_at <= %s, "
+        f"c.id IS NULL OR c.revoked_at IS NOT NULL, a.status "
+        f"FROM {run.db_table} r JOIN {agent.db_table} a ON a.id = r.agent_id "
+        f"LEFT JOIN {credential.db_table} c ON c.id = r.credential_id WHERE r.id = %s"
+    )
+
+
+def _run_freshness(run: Run) -> tuple[str, bool, bool, str] | None:
+    """State, token expired?, credential revoked?, agent status: one query, no ORM compile."""
+    params = [
+        connection.ops.adapt_datetimefield_value(timezone.now()),
+        Run._meta.pk.get_db_prep_value(run.pk, connection),
+    ]
+    row = fetch_one(_freshness_sql(), params)
+    return (row[0], bool(row[1]), bool(row[2]), row[3]) if row else None
 
 
 def run_heartbeat(*, run: Run) -> Run:
@@ -415,3 +493,347 @@ def runs_expire(*, now: datetime) -> int:
     """Expire every running run whose token lapsed (the beat job)."""
     stale = Run.objects.filter(state=RunState.RUNNING, token_expires_at__lte=now)
     return sum(run_expire(run=run) for run in stale.select_related("agent"))
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+BUDGET_UPDATE_FIELDS = ("name", "limit", "edge", "degrade_to_model", "enabled")
+# Fixed at creation: the budget's counters hold amounts of its kind, over its scope and owner.
+BUDGET_FIXED_FIELDS = ("slug", "kind", "scope", "agent", "department")
+_MODEL_NAME_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@+-"
+)
+
+
+def budget_limit(value: Any) -> Decimal:
+    """A limit as a Decimal; ValueError with a message a person can act on otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise ValueError("Give the limit as a number, e.g. 50000.")
+    try:
+        limit = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise ValueError("Give the limit as a number, e.g. 50000.") from exc
+    if not limit.is_finite():
+        raise ValueError("The limit must be a finite number.")
+    if limit <= 0:
+        raise ValueError("The limit must be greater than 0; disable the budget to stop using it.")
+    if limit > BUDGET_LIMIT_MAX:
+        raise ValueError(f"The limit may be at most {BUDGET_LIMIT_MAX:,}.")
+    exponent = limit.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -BUDGET_DECIMAL_PLACES:
+        raise ValueError(f"Use at most {BUDGET_DECIMAL_PLACES} decimal places.")
+    return limit
+
+
+def budget_problems(
+    *, kind: Any, scope: Any, has_agent: bool, has_department: bool, limit: Any, edge: Any,
+    degrade_to_model: Any,
+) -> dict[str, list[str]]:  # fmt: skip
+    """Every problem with a budget's shape, by field (empty when it is sound).
+
+    Shared by the services and the manifest reader, so a file reports all of them at once.
+    """
+    problems: dict[str, list[str]] = {}
+
+    def add(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    if kind not in BudgetKind.values:
+        add("kind", f"Choose one of {', '.join(BudgetKind.values)}.")
+    if scope not in BudgetScope.values:
+        add("scope", f"Choose one of {', '.join(BudgetScope.values)}.")
+    if edge not in BudgetEdge.values:
+        add("edge", f"Choose one of {', '.join(BudgetEdge.values)}.")
+    if scope == BudgetScope.DEPARTMENT_MONTH:
+        if not has_department:
+            add("department", "A department_month budget is over a department: name it.")
+        if has_agent:
+            add("agent", "A department_month budget is over a whole department, not an agent.")
+    elif scope in BudgetScope.values:
+        if not has_agent:
+            add("agent", f"A {scope} budget is over one agent: name it.")
+        if has_department:
+            add("department", "Only a department_month budget is over a department.")
+    try:
+        amount = budget_limit(limit)
+    except ValueError as exc:
+        add("limit", str(exc))
+    else:
+        if kind in WHOLE_BUDGET_KINDS and amount != amount.to_integral_value():
+            add("limit", f"A {kind} budget counts whole units; use a whole number.")
+    if kind == BudgetKind.WALL_TIME:
+        if scope in BudgetScope.values and scope != BudgetScope.RUN:
+            add("scope", "Wall time is measured per run: use the run scope.")
+        if edge in BudgetEdge.values and edge != BudgetEdge.STOP:
+            add("edge", "A run over its wall time can only be stopped: use the stop edge.")
+    model = degrade_to_model if isinstance(degrade_to_model, str) else None
+    if model is None:
+        add("degrade_to_model", "Give the model as text.")
+    elif edge == BudgetEdge.DEGRADE:
+        if kind in BudgetKind.values and kind not in DEGRADABLE_BUDGET_KINDS:
+            add(
+                "edge",
+                "Degrade swaps a model call for a cheaper model, so it applies only to tokens "
+                "and spend budgets; use stop, ask or continue.",
+            )
+        if not model.strip():
+            add("degrade_to_model", "Name the cheaper model to use at the edge, e.g. gpt-4.1-mini.")
+    elif model.strip():
+        add("degrade_to_model", "Only a budget with the degrade edge names a model; clear it.")
+    if model and model.strip():
+        if len(model) > BUDGET_MODEL_MAX:
+            add("degrade_to_model", f"At most {BUDGET_MODEL_MAX} characters.")
+        elif not set(model) <= _MODEL_NAME_CHARS:
+            add(
+                "degrade_to_model",
+                "A model name uses letters, digits and . _ : / @ + - only, e.g. gpt-4.1-mini.",
+            )
+    return problems
+
+
+def _raise_problems(problems: dict[str, list[str]]) -> None:
+    if problems:
+        field, messages = next(iter(problems.items()))
+        raise ApplicationError(f"{field}: {messages[0]}", details=problems)
+
+
+def _budget_state(budget: Budget) -> dict[str, Any]:
+    return {
+        "slug": budget.slug,
+        "name": budget.name,
+        "kind": budget.kind,
+        "scope": budget.scope,
+        "agent": budget.agent_slug,
+        "department": budget.department_slug,
+        "limit": budget.limit_text,
+        "edge": budget.edge,
+        "degrade_to_model": budget.degrade_to_model,
+        "enabled": budget.enabled,
+    }
+
+
+def _check_budget_name(name: Any) -> str:
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > BUDGET_NAME_MAX:
+        raise ApplicationError(
+            f"Name the budget (1-{BUDGET_NAME_MAX} characters), e.g. Tokens per run.",
+            details={"name": [f"Required, at most {BUDGET_NAME_MAX} characters."]},
+        )
+    return name
+
+
+def _budget_slug(slug: str, *, name: str, owner_slug: str) -> str:
+    """The given slug, checked; or one made from the owner and the name, free at this moment."""
+    if slug:
+        try:
+            slug_validator(slug)
+        except ValidationError as exc:
+            raise ApplicationError(
+                f"slug: {exc.messages[0]}", details={"slug": exc.messages}
+            ) from exc
+        if len(slug) > BUDGET_SLUG_MAX:
+            raise ApplicationError(
+                f"slug: At most {BUDGET_SLUG_MAX} characters.",
+                details={"slug": [f"At most {BUDGET_SLUG_MAX} characters."]},
+            )
+        return slug
+    base = slugify(f"{owner_slug} {name}")[: BUDGET_SLUG_MAX - 4].strip("-") or "budget"
+    taken = set(Budget.objects.filter(slug__startswith=base).values_list("slug", flat=True))
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def can_change_department_budgets(user: Any, department: Department) -> bool:
+    """Admins, and finance over the whole organisation or this department."""
+    return scope_of(user).covers(Role.FINANCE, department_id=department.pk, team_id=None)
+
+
+def _require_budget_owner(
+    actor: User, *, agent: Agent | None, department: Department | None
+) -> None:
+    if agent is not None:
+        if not Agent.objects.for_user(actor, CHANGE).filter(pk=agent.pk).exists():
+            raise NotPermitted(f"Only {agent.slug}'s owner or an admin can set its budgets.")
+    elif department is not None and not can_change_department_budgets(actor, department):
+        raise NotPermitted(
+            f"Only an admin or finance for {department.name} can set department budgets."
+        )
+
+
+@transaction.atomic
+def budget_create(
+    *,
+    actor: User,
+    name: str,
+    kind: str,
+    scope: str,
+    limit: Any,
+    agent: Agent | None = None,
+    department: Department | None = None,
+    edge: str = BudgetEdge.STOP,
+    degrade_to_model: str = "",
+    enabled: bool = True,
+    slug: str = "",
+) -> Budget:
+    """Create a budget over one agent (owner or admin) or a department (admin or finance).
+
+    Every decision of the agent sees it at once (the budget generation is bumped on commit).
+    """
+    _require_budget_owner(actor, agent=agent, department=department)
+    name = _check_budget_name(name)
+    _raise_problems(
+        budget_problems(
+            kind=kind, scope=scope, has_agent=agent is not None,
+            has_department=department is not None, limit=limit, edge=edge,
+            degrade_to_model=degrade_to_model,
+        )
+    )  # fmt: skip
+    if not isinstance(enabled, bool):
+        raise ApplicationError("enabled: true or false.", details={"enabled": ["true or false."]})
+    owner_filter = {"agent": agent} if agent is not None else {"department": department}
+    if Budget.objects.filter(**owner_filter).count() >= BUDGETS_PER_OWNER_MAX:
+        raise ApplicationError(
+            f"At most {BUDGETS_PER_OWNER_MAX} budgets over one agent or department; every "
+            "decision checks each of them. Delete or reuse one.",
+            code="too_many_budgets",
+        )
+    owner_slug = agent.slug if agent is not None else department.slug if department else ""
+    budget = Budget(
+        slug=_budget_slug(slug, name=name, owner_slug=owner_slug),
+        name=name,
+        kind=kind,
+        scope=scope,
+        agent=agent,
+        department=department if agent is None else None,
+        limit=budget_limit(limit),
+        edge=edge,
+        degrade_to_model=degrade_to_model.strip() if edge == BudgetEdge.DEGRADE else "",
+        enabled=enabled,
+    )
+    try:
+        with transaction.atomic():
+            budget.save()
+    except IntegrityError as exc:
+        raise ApplicationError(
+            f"The budget slug {budget.slug!r} is already taken.",
+            details={"slug": ["Already taken."]},
+            code="conflict",
+        ) from exc
+    audit_record(
+        actor=Actor.user(actor),
+        action="runtime.budget.created",
+        target_type="budget",
+        target_id=budget.pk,
+        target_repr=budget.slug,
+        after=_budget_state(budget),
+    )
+    bump_budget_generation()
+    return budget
+
+
+@transaction.atomic
+def budget_update(*, actor: User, budget: Budget, data: Mapping[str, Any]) -> Budget:
+    """Change a budget's name, limit, edge, degrade model or enabled flag.
+
+    Kind, scope and what it is over are fixed: its counters hold amounts of that kind for that
+    owner, so a different budget is a new one. Disabling keeps its ledger and history.
+    """
+    if not Budget.objects.for_user(actor, CHANGE).filter(pk=budget.pk).exists():
+        _require_budget_owner(actor, agent=budget.agent, department=budget.department)
+        raise NotPermitted("You may not change this budget.")
+    fixed = _budget_state(budget)
+    for key in BUDGET_FIXED_FIELDS:
+        if key in data and data[key] != fixed[key]:
+            raise ApplicationError(
+                f"A budget's {key} cannot change; create a new budget (and disable this one).",
+                details={key: ["Cannot be changed."]},
+            )
+    unknown = sorted(set(data) - set(BUDGET_UPDATE_FIELDS) - set(BUDGET_FIXED_FIELDS))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown field(s): {', '.join(unknown)}.",
+            details={k: ["Unknown field."] for k in unknown},
+        )
+    budget = (
+        Budget.objects.select_for_update(of=("self",))
+        .select_related("agent", "department")
+        .get(pk=budget.pk)
+    )
+    before = _budget_state(budget)
+    name = _check_budget_name(data["name"]) if "name" in data else budget.name
+    limit = data.get("limit", budget.limit)
+    edge = data.get("edge", budget.edge)
+    model = data.get("degrade_to_model", budget.degrade_to_model)
+    if "edge" in data and edge != BudgetEdge.DEGRADE and "degrade_to_model" not in data:
+        model = ""  # leaving degrade drops its model
+    enabled = data.get("enabled", budget.enabled)
+    if not isinstance(enabled, bool):
+        raise ApplicationError("enabled: true or false.", details={"enabled": ["true or false."]})
+    _raise_problems(
+        budget_problems(
+            kind=budget.kind, scope=budget.scope, has_agent=budget.agent_id is not None,
+            has_department=budget.department_id is not None, limit=limit, edge=edge,
+            degrade_to_model=model,
+        )
+    )  # fmt: skip
+    budget.name = name
+    budget.limit = budget_limit(limit)
+    budget.edge = edge
+    budget.degrade_to_model = model.strip()
+    budget.enabled = enabled
+    after = _budget_state(budget)
+    if after == before:
+        return budget
+    budget.save(
+        update_fields=["name", "limit", "edge", "degrade_to_model", "enabled", "updated_at"]
+    )
+    changed = sorted(k for k in after if after[k] != before[k])
+    audit_record(
+        actor=Actor.user(actor),
+        action="runtime.budget.updated",
+        target_type="budget",
+        target_id=budget.pk,
+        target_repr=budget.slug,
+        before=before,
+        after=after,
+        message=f"Changed {', '.join(changed)}",
+    )
+    bump_budget_generation()
+    return budget
+
+
+def budget_set_enabled(*, actor: User, budget: Budget, enabled: bool) -> Budget:
+    """Disable a budget (decisions stop checking it; its ledger stays) or enable it again."""
+    return budget_update(actor=actor, budget=budget, data={"enabled": enabled})
+
+
+@transaction.atomic
+def budget_delete(*, actor: User, budget: Budget) -> None:
+    """Delete a budget nothing was ever charged to. One with a ledger is disabled instead:
+    the ledger is the durable record of what its decisions charged."""
+    if not Budget.objects.for_user(actor, CHANGE).filter(pk=budget.pk).exists():
+        _require_budget_owner(actor, agent=budget.agent, department=budget.department)
+        raise NotPermitted("You may not delete this budget.")
+    charged = budget.ledger.count()
+    if charged:
+        raise Conflict(
+            f"{budget.name!r} has {charged} charge{'s' if charged != 1 else ''} on its ledger; "
+            "disable it instead, so the record of what it charged stays.",
+            code="budget_has_ledger",
+            details={"ledger_entries": charged},
+        )
+    before = _budget_state(budget)
+    pk = budget.pk
+    budget.delete()
+    audit_record(
+        actor=Actor.user(actor),
+        action="runtime.budget.deleted",
+        target_type="budget",
+        target_id=pk,
+        target_repr=before["slug"],
+        before=before,
+    )
+    bump_budget_generation()

@@ -1,4 +1,4 @@
-"""The runtime console: agent credentials, the decision explorer and personal delegations.
+"""The runtime console: agent credentials, budgets, the decision explorer and delegations.
 
 Views parse input, call a selector (reads) or a service (writes) and render. The registry's
 permission gate decides: anyone with a role reads the agents in their scope, the agent's owner
@@ -12,15 +12,19 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import F, FloatField, Q, QuerySet
+from django.db.models import F, FloatField, QuerySet
 from django.db.models.functions import Cast
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.accounts.models import Department
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
+from apps.common.htmx import wants_fragment
 from apps.common.tokens import IssuedToken
 from apps.registry.forms import apply_service_error
 from apps.registry.models import CHANGE, Agent
@@ -29,7 +33,7 @@ from apps.registry.selectors import agent_get
 from . import selectors, services
 from .constants import BudgetKind, BudgetScope
 from .counters import CounterStoreUnavailable, counter_store
-from .forms import CredentialIssueForm, DecisionFilterForm, DelegationForm
+from .forms import BudgetForm, CredentialIssueForm, DecisionFilterForm, DelegationForm
 from .models import AgentCredential, Budget, Decision, Delegation
 
 DECISIONS_PER_PAGE = 100
@@ -62,14 +66,9 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 # --- the agent page's runtime cards ----------------------------------------------------------
 
 
-def _budget_rows(agent: Agent) -> tuple[list[dict[str, Any]], bool]:
-    """Each budget over the agent with what is used now; (rows, counter store reachable)."""
-    budgets = list(
-        Budget.objects.filter(
-            Q(agent=agent)
-            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
-        ).order_by("name")
-    )
+def _budget_rows(user: Any, budgets: list[Budget]) -> tuple[list[dict[str, Any]], bool]:
+    """Each budget with what is used now and whether the user may change it;
+    (rows, counter store reachable)."""
     now = timezone.now()
     keyed: list[tuple[Budget, str]] = []
     for budget in budgets:
@@ -86,10 +85,20 @@ def _budget_rows(agent: Agent) -> tuple[list[dict[str, Any]], bool]:
             reachable = False
         else:
             used = {b.pk: v for (b, _key), v in zip(keyed, values, strict=True)}
+    changeable = set(
+        Budget.objects.for_user(user, CHANGE)
+        .filter(pk__in=[b.pk for b in budgets])
+        .values_list("pk", flat=True)
+    )
     rows = []
     for budget in budgets:
         limit = float(budget.limit)
-        row: dict[str, Any] = {"budget": budget, "limit": limit, "per_run": False}
+        row: dict[str, Any] = {
+            "budget": budget,
+            "limit": limit,
+            "per_run": False,
+            "can_change": budget.pk in changeable,
+        }
         if budget.pk in used:
             value = used[budget.pk]
             row.update(
@@ -106,15 +115,23 @@ def _budget_rows(agent: Agent) -> tuple[list[dict[str, Any]], bool]:
     return rows, reachable
 
 
+def _agent_budget_context(user: Any, agent: Agent) -> dict[str, Any]:
+    budgets, budget_store_ok = _budget_rows(user, list(selectors.agent_budgets(agent=agent)))
+    return {
+        "agent": agent,
+        "budget_rows": budgets,
+        "budget_store_ok": budget_store_ok,
+        "can_change_budgets": _can_change(user, agent),
+    }
+
+
 def agent_runtime_context(user: Any, agent: Agent) -> dict[str, Any]:
     """What the agent detail page shows of the runtime: credentials, decisions, budgets."""
-    budgets, budget_store_ok = _budget_rows(agent)
     return {
         "credentials": list(selectors.credential_list(agent=agent)),
         "credential_form": CredentialIssueForm(agent=agent),
         "recent_decisions": list(agent.decisions.order_by("-id")[:RECENT_DECISIONS]),
-        "budget_rows": budgets,
-        "budget_store_ok": budget_store_ok,
+        **_agent_budget_context(user, agent),
     }
 
 
@@ -311,3 +328,192 @@ def delegation_revoke(request: HttpRequest, delegation_id: int) -> HttpResponse:
             request, f"Revoked your delegation to {delegation.agent.name}; it ends at once."
         )
     return redirect("runtime:delegation-list")
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+def _safe_next(request: HttpRequest, fallback: str) -> str:
+    """Where to go after a budget form: ``next`` when it is a path on this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return fallback
+
+
+def _budget_home(budget: Budget) -> str:
+    if budget.agent is not None:
+        return budget.agent.get_absolute_url() + "#budgets"
+    return reverse("runtime:department-budgets") + f"#department-{budget.department_slug}"
+
+
+def _budget_form_page(
+    request: HttpRequest, form: BudgetForm, *, title: str, lede: str, action: str,
+    back: str, agent: Agent | None = None, budget: Budget | None = None,
+) -> HttpResponse:  # fmt: skip
+    context = {
+        "section": "agents" if agent is not None else "budgets",
+        "form": form,
+        "title": title,
+        "lede": lede,
+        "action": action,
+        "back": back,
+        "agent": agent,
+        "budget": budget,
+        "next": _safe_next(request, ""),
+    }
+    return render(request, "runtime/budget_form.html", context, status=400 if form.errors else 200)
+
+
+@login_required  # outsiders: the selector answers 404
+@require_http_methods(["GET", "POST"])
+def budget_create(request: HttpRequest, slug: str) -> HttpResponse:
+    """A new budget over one agent (its owner or an admin)."""
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    if not _can_change(user, agent):
+        return _error_page(request, 403, "Only the agent's owner or an admin can set its budgets.")
+    form = BudgetForm(request.POST if request.method == "POST" else None, agent=agent)
+    if form.is_valid():
+        try:
+            budget = services.budget_create(
+                actor=user, agent=agent, kind=form.cleaned_data["kind"],
+                scope=form.cleaned_data["scope"], **form.service_data(),
+            )  # fmt: skip
+        except ApplicationError as exc:
+            apply_service_error(form, exc)
+        else:
+            messages.success(request, f"Budget “{budget.name}” is in force from the next decision.")
+            return redirect(agent.get_absolute_url() + "#budgets")
+    return _budget_form_page(
+        request, form, title=f"New budget · {agent.name}",
+        lede=f"Limit what {agent.name} may use, and say what happens at the limit.",
+        action=reverse("runtime:budget-create", args=[agent.slug]),
+        back=agent.get_absolute_url() + "#budgets", agent=agent,
+    )  # fmt: skip
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def budget_edit(request: HttpRequest, slug: str) -> HttpResponse:
+    user = current_user(request)
+    budget = selectors.budget_get(user=user, slug=slug)
+    home = _budget_home(budget)
+    if not selectors.can_change_budget(user, budget):
+        return _error_page(
+            request, 403, "Only the agent's owner or an admin (for a department budget: an "
+            "admin or finance) can change this budget."
+        )  # fmt: skip
+    form = BudgetForm(request.POST if request.method == "POST" else None, budget=budget)
+    if form.is_valid():
+        try:
+            budget = services.budget_update(actor=user, budget=budget, data=form.service_data())
+        except ApplicationError as exc:
+            apply_service_error(form, exc)
+        else:
+            messages.success(request, f"Saved budget “{budget.name}”.")
+            return redirect(_safe_next(request, home))
+    return _budget_form_page(
+        request, form, title=f"Edit budget · {budget.name}",
+        lede=f"Over {budget.over_name}: "
+        f"{budget.get_kind_display()}, {budget.get_scope_display().lower()}.",
+        action=reverse("runtime:budget-edit", args=[budget.slug]),
+        back=_safe_next(request, home), agent=budget.agent, budget=budget,
+    )  # fmt: skip
+
+
+def _after_budget_change(request: HttpRequest, user: Any, budget_home: str) -> HttpResponse:
+    """The agent's budgets panel for an htmx swap; otherwise back where the button was."""
+    panel_agent = request.POST.get("panel_agent", "")
+    if panel_agent and wants_fragment(request):
+        agent = agent_get(user=user, slug=panel_agent)
+        context = {**_agent_budget_context(user, agent), "fragment": True}
+        return render(request, "runtime/partials/agent_budgets.html", context)
+    return redirect(_safe_next(request, budget_home))
+
+
+@login_required
+@require_POST
+def budget_set_enabled(request: HttpRequest, slug: str) -> HttpResponse:
+    user = current_user(request)
+    budget = selectors.budget_get(user=user, slug=slug)
+    home = _budget_home(budget)
+    enabled = request.POST.get("enabled") == "true"
+    try:
+        services.budget_set_enabled(actor=user, budget=budget, enabled=enabled)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Enabled “{budget.name}”: decisions check it again."
+            if enabled
+            else f"Disabled “{budget.name}”: decisions no longer check it; its ledger stays.",
+        )
+    return _after_budget_change(request, user, home)
+
+
+@login_required
+@require_POST
+def budget_delete(request: HttpRequest, slug: str) -> HttpResponse:
+    user = current_user(request)
+    budget = selectors.budget_get(user=user, slug=slug)
+    home = _budget_home(budget)
+    try:
+        services.budget_delete(actor=user, budget=budget)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Deleted budget “{budget.name}”.")
+    return _after_budget_change(request, user, home)
+
+
+@role_required
+@require_http_methods(["GET", "POST"])
+def department_budgets(request: HttpRequest) -> HttpResponse:
+    """Monthly department budgets with their use this month, and the form to set one."""
+    user = current_user(request)
+    departments = list(selectors.budget_departments(user=user))
+    writable = [d for d in departments if services.can_change_department_budgets(user, d)]
+    form = None
+    if writable:
+        choices = Department.objects.filter(pk__in=[d.pk for d in writable]).order_by("name")
+        form = BudgetForm(request.POST if request.method == "POST" else None, departments=choices)
+        if form.is_valid():
+            try:
+                budget = services.budget_create(
+                    actor=user, department=form.cleaned_data["department"],
+                    kind=form.cleaned_data["kind"], scope=BudgetScope.DEPARTMENT_MONTH,
+                    **form.service_data(),
+                )  # fmt: skip
+            except ApplicationError as exc:
+                apply_service_error(form, exc)
+            else:
+                messages.success(
+                    request, f"Budget “{budget.name}” is in force from the next decision."
+                )
+                return redirect(_budget_home(budget))
+    elif request.method == "POST":
+        return _error_page(request, 403, "Only an admin or finance can set department budgets.")
+    budgets = list(
+        selectors.budget_list(user=user, scope=BudgetScope.DEPARTMENT_MONTH).filter(
+            department__in=departments
+        )
+    )
+    rows, store_ok = _budget_rows(user, budgets)
+    sections = [
+        {"department": d, "rows": [r for r in rows if r["budget"].department_id == d.pk]}
+        for d in departments
+    ]
+    context = {
+        "section": "budgets",
+        "sections": sections,
+        "any_budgets": bool(budgets),
+        "budget_store_ok": store_ok,
+        "form": form,
+        "month": timezone.now().strftime("%B %Y"),
+    }
+    status = 400 if form is not None and form.errors else 200
+    return render(request, "runtime/department_budgets.html", context, status=status)

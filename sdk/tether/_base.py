@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import uuid
 from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,9 @@ HEARTBEAT_FRACTION = 1 / 3
 MIN_HEARTBEAT_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 OUTCOME_MAX = 100
+#: Waiting on a ``defer`` that names no time, and the most one wait may last.
+DEFER_DELAY = 1.0
+MAX_DEFER_DELAY = 60.0
 
 # The run governed functions ask: set by ``client.run(...)`` for the block it wraps.
 current_run: ContextVar[RunBase | None] = ContextVar("tether_current_run", default=None)
@@ -67,7 +71,9 @@ def resolve_config(url: str | None, agent_key: str | None) -> tuple[str, str]:
     return url.rstrip("/"), agent_key
 
 
-def check_settings(timeout: float, retries: int, backoff: float) -> None:
+def check_settings(timeout: float, retries: int, backoff: float, defer_timeout: float) -> None:
+    if defer_timeout < 0:
+        raise ConfigurationError("defer_timeout cannot be negative")
     if timeout <= 0:
         raise ConfigurationError("timeout must be positive")
     if retries < 0:
@@ -91,8 +97,16 @@ def encode(body: Mapping[str, Any]) -> bytes:
         raise TypeError(f"cannot send this to Tether as JSON: {exc}") from exc
 
 
-def request_headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+def request_headers(token: str, idempotency_key: str | None = None) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def new_idempotency_key() -> str:
+    """One per governed step, the same on each of its retries: Tether charges the step once."""
+    return uuid.uuid4().hex
 
 
 def retry_delay(backoff: float, attempt: int) -> float:
@@ -314,6 +328,17 @@ class RunBase:
         return body
 
     # -- reading answers --------------------------------------------------------------------
+
+    @staticmethod
+    def _defer_delay(data: Mapping[str, Any], waited: float, limit: float) -> float | None:
+        """How long to wait before asking again after a ``defer``, or None to stop waiting
+        (not a defer, or waiting more would go past ``limit`` seconds in all)."""
+        if data.get("disposition") != "defer":
+            return None
+        retry_after = data.get("retry_after")
+        delay = float(retry_after) if isinstance(retry_after, int | float) else DEFER_DELAY
+        delay = min(max(delay, 0.0), MAX_DEFER_DELAY)
+        return delay if waited + delay <= limit else None
 
     def _settle(self, data: Mapping[str, Any], body: Mapping[str, Any]) -> Decision:
         """Turn Tether's answer into a returned decision or the matching exception."""

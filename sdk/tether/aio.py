@@ -21,6 +21,7 @@ from ._base import (
     encode,
     is_retryable,
     logger,
+    new_idempotency_key,
     read_response,
     request_headers,
     resolve_config,
@@ -46,10 +47,12 @@ class AsyncClient:
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.2,
+        defer_timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url, self.agent_key = resolve_config(url, agent_key)
-        check_settings(timeout, retries, backoff)
+        check_settings(timeout, retries, backoff, defer_timeout)
+        self.defer_timeout = defer_timeout
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -135,9 +138,10 @@ class AsyncClient:
         body: Mapping[str, Any],
         *,
         retries: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         content = encode(body)
-        headers = request_headers(token)
+        headers = request_headers(token, idempotency_key)
         attempts = (self.retries if retries is None else retries) + 1
         cause: BaseException | None = None
         for attempt in range(attempts):
@@ -215,11 +219,18 @@ class AsyncRun(RunBase):
         self._after_heartbeat(data)
 
     async def _send(
-        self, path: str, body: dict[str, Any], *, retries: int | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        retries: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         self._raise_if_ended()
         try:
-            return await self.client._request(path, self.token, body, retries=retries)
+            return await self.client._request(
+                path, self.token, body, retries=retries, idempotency_key=idempotency_key
+            )
         except RunEnded as exc:
             self._mark_ended(exc)
             raise
@@ -227,11 +238,20 @@ class AsyncRun(RunBase):
             raise self._token_rejected(exc) from exc
 
     async def _decide(self, body: dict[str, Any]) -> Decision:
-        try:
-            data = await self._send("decisions/", body)
-        except TetherUnavailable as exc:
-            return self._fallback(exc, body)
-        return self._settle(data, body)
+        """Ask, retrying with one Idempotency-Key; a ``defer`` is waited out and asked again
+        for up to the client's ``defer_timeout`` seconds, then raised as ``Deferred``."""
+        key = new_idempotency_key()
+        waited = 0.0
+        while True:
+            try:
+                data = await self._send("decisions/", body, idempotency_key=key)
+            except TetherUnavailable as exc:
+                return self._fallback(exc, body)
+            delay = self._defer_delay(data, waited, self.client.defer_timeout)
+            if delay is None:
+                return self._settle(data, body)
+            await self.client._sleep(delay)
+            waited += delay
 
     async def _finish(self, state: str, outcome: str | None) -> None:
         if self.ended:

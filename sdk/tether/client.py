@@ -22,6 +22,7 @@ from ._base import (
     encode,
     is_retryable,
     logger,
+    new_idempotency_key,
     read_response,
     request_headers,
     resolve_config,
@@ -41,8 +42,10 @@ class Client:
 
     ``url`` and ``agent_key`` default to ``TETHER_URL`` and ``TETHER_AGENT_KEY``. Requests
     that fail with a connection error or a 5xx are retried ``retries`` times, waiting about
-    ``backoff * 2**attempt`` seconds; 4xx answers are not retried. ``transport`` is handed to
-    httpx (tests pass ``httpx.MockTransport``).
+    ``backoff * 2**attempt`` seconds; 4xx answers are not retried. A retried decision carries
+    the same Idempotency-Key, so Tether answers it once and charges it once. A ``defer`` is
+    waited out (Tether says how long) and asked again, for up to ``defer_timeout`` seconds.
+    ``transport`` is handed to httpx (tests pass ``httpx.MockTransport``).
     """
 
     def __init__(
@@ -53,10 +56,12 @@ class Client:
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.2,
+        defer_timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url, self.agent_key = resolve_config(url, agent_key)
-        check_settings(timeout, retries, backoff)
+        check_settings(timeout, retries, backoff, defer_timeout)
+        self.defer_timeout = defer_timeout
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -147,10 +152,11 @@ class Client:
         body: Mapping[str, Any],
         *,
         retries: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """POST with retries on connection errors and 5xx; ``TetherUnavailable`` after them."""
         content = encode(body)
-        headers = request_headers(token)
+        headers = request_headers(token, idempotency_key)
         attempts = (self.retries if retries is None else retries) + 1
         cause: BaseException | None = None
         for attempt in range(attempts):
@@ -245,12 +251,19 @@ class Run(RunBase):
         self._after_heartbeat(data)
 
     def _send(
-        self, path: str, body: dict[str, Any], *, retries: int | None = None
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        retries: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """A request with the run token; the run is marked over when Tether says it is."""
         self._raise_if_ended()
         try:
-            return self.client._request(path, self.token, body, retries=retries)
+            return self.client._request(
+                path, self.token, body, retries=retries, idempotency_key=idempotency_key
+            )
         except RunEnded as exc:
             self._mark_ended(exc)
             raise
@@ -258,11 +271,20 @@ class Run(RunBase):
             raise self._token_rejected(exc) from exc
 
     def _decide(self, body: dict[str, Any]) -> Decision:
-        try:
-            data = self._send("decisions/", body)
-        except TetherUnavailable as exc:
-            return self._fallback(exc, body)
-        return self._settle(data, body)
+        """Ask, retrying with one Idempotency-Key; a ``defer`` is waited out and asked again
+        for up to the client's ``defer_timeout`` seconds, then raised as ``Deferred``."""
+        key = new_idempotency_key()
+        waited = 0.0
+        while True:
+            try:
+                data = self._send("decisions/", body, idempotency_key=key)
+            except TetherUnavailable as exc:
+                return self._fallback(exc, body)
+            delay = self._defer_delay(data, waited, self.client.defer_timeout)
+            if delay is None:
+                return self._settle(data, body)
+            self.client._sleep(delay)
+            waited += delay
 
     def _finish(self, state: str, outcome: str | None) -> None:
         if self.ended:

@@ -63,6 +63,7 @@ class Decision:
     arguments: dict[str, Any] | None = None
     model: str | None = None
     approval: dict[str, Any] | None = None
+    retry_after: int | None = None
     local: bool = False
 
     @property
@@ -84,6 +85,7 @@ class Decision:
         arguments = data.get("arguments")
         approval = data.get("approval")
         model = data.get("model")
+        retry_after = data.get("retry_after")
         if not isinstance(budgets, Mapping):
             raise ProtocolError("budgets should be an object")
         if arguments is not None and not isinstance(arguments, dict):
@@ -102,6 +104,7 @@ class Decision:
             arguments=arguments,
             model=model,
             approval=approval,
+            retry_after=retry_after if isinstance(retry_after, int) else None,
         )
 
 

@@ -348,7 +348,7 @@ def test_unknown_api_version_kind_and_missing_parts_are_reported(org):
     text = textwrap.dedent(
         """\
         apiVersion: tether/v2
-        kind: Policy
+        kind: Secret
         metadata: {slug: p}
         spec: {}
         ---

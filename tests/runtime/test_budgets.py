@@ -172,5 +172,8 @@ def test_a_tools_rate_limit_refuses_calls_over_it_within_the_minute(setup):
     Tool.objects.filter(pk=setup.lookup.pk).update(rate_limit_per_minute=2)
     forget_caches()
     run, _ = start_run(setup)
-    answers = [decide(run=run, request=lookup(i)).reasons for i in range(3)]
-    assert answers == [["allowed"], ["allowed"], ["rate_limited"]]
+    answers = [decide(run=run, request=lookup(i)) for i in range(3)]
+    assert [a.reasons for a in answers] == [["allowed"], ["allowed"], ["rate_limited"]]
+    # Over the rate is not a refusal of the step, only of "now": defer, with when to ask again.
+    assert answers[2].disposition == "defer"
+    assert 1 <= answers[2].retry_after_seconds <= 60

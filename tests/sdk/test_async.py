@@ -84,7 +84,7 @@ def test_async_checks_raise_for_what_is_not_allowed(answer, raised) -> None:
     fake.queue("decisions/", httpx.Response(200, json=answer))
 
     async def main() -> None:
-        async with make_client(fake, []).run("Triage") as run:
+        async with make_client(fake, [], defer_timeout=0).run("Triage") as run:
             await run.check_tool("payments-refund", {"amount": 1})
 
     with pytest.raises(raised):
@@ -180,3 +180,19 @@ def test_async_heartbeat_told_of_a_kill_ends_the_run(monkeypatch) -> None:
     asyncio.run(main())
     assert fake.sent("decisions/") == []
     assert fake.sent("finish") == []
+
+
+def test_an_async_defer_is_waited_out_with_the_same_idempotency_key() -> None:
+    fake, sleeps = FakeTether(), []
+    fake.queue("decisions/", httpx.Response(200, json=decision("defer", retry_after=4)))
+
+    async def main() -> str:
+        async with make_client(fake, sleeps).run("Triage") as run:
+            return (await run.check_tool("crm-lookup", {"id": "c-1"})).disposition
+
+    assert asyncio.run(main()) == "allow"
+    assert sleeps == [4.0]
+    keys = {
+        r.headers["Idempotency-Key"] for r in fake.requests if r.url.path.endswith("decisions/")
+    }
+    assert len(keys) == 1

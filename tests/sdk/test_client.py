@@ -156,10 +156,54 @@ def test_ask_raises_approval_required_with_the_decision(client, fake) -> None:
     assert caught.value.decision.reasons == ("approval_required",)
 
 
-def test_defer_raises_deferred(client, fake) -> None:
-    fake.queue("decisions/", httpx.Response(200, json=decision("defer", reasons=["rate_limited"])))
-    with client.run("Triage") as run, pytest.raises(tether.Deferred):
+def defer(retry_after: int) -> httpx.Response:
+    return httpx.Response(
+        200, json=decision("defer", reasons=["rate_limited"], retry_after=retry_after)
+    )
+
+
+def test_a_defer_is_waited_out_and_asked_again_with_the_same_idempotency_key(fake) -> None:
+    slept: list[float] = []
+    client = tether.Client(URL, AGENT_KEY, transport=httpx.MockTransport(fake))
+    client._sleep = slept.append
+    fake.queue("decisions/", defer(2), defer(3))  # then the default: allow
+    with client.run("Triage") as run:
+        assert run.check_tool("crm-lookup", {"id": "c-42"}).disposition == "allow"
+    assert slept == [2.0, 3.0]
+    keys = [
+        r.headers["Idempotency-Key"] for r in fake.requests if r.url.path.endswith("decisions/")
+    ]
+    assert len(keys) == 3 and len(set(keys)) == 1
+
+
+def test_a_defer_longer_than_the_defer_timeout_raises_deferred(fake) -> None:
+    client = tether.Client(URL, AGENT_KEY, transport=httpx.MockTransport(fake), defer_timeout=5)
+    client._sleep = lambda seconds: None
+    fake.queue("decisions/", defer(3), defer(3))
+    with client.run("Triage") as run, pytest.raises(tether.Deferred) as caught:
         run.check_tool("crm-lookup", {"id": "c-42"})
+    assert caught.value.decision.retry_after == 3
+    assert len(fake.sent("decisions/")) == 2  # waited 3 s once; 3 more would pass 5
+
+
+def test_every_governed_step_has_its_own_idempotency_key(client, fake) -> None:
+    with client.run("Triage") as run:
+        run.check_tool("crm-lookup", {"id": "c-1"})
+        run.check_tool("crm-lookup", {"id": "c-1"})
+    keys = [
+        r.headers["Idempotency-Key"] for r in fake.requests if r.url.path.endswith("decisions/")
+    ]
+    assert len(set(keys)) == 2
+
+
+def test_a_retried_decision_after_a_5xx_keeps_its_idempotency_key(client, fake) -> None:
+    fake.queue("decisions/", httpx.Response(503), httpx.ConnectError("reset"))
+    with client.run("Triage") as run:
+        run.check_tool("crm-lookup", {"id": "c-1"})
+    keys = [
+        r.headers["Idempotency-Key"] for r in fake.requests if r.url.path.endswith("decisions/")
+    ]
+    assert len(keys) == 3 and len(set(keys)) == 1
 
 
 def test_check_model_returns_the_degraded_model(client, fake) -> None:

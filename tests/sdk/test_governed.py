@@ -20,14 +20,16 @@ def fake() -> FakeTether:
 
 @pytest.fixture
 def client(fake: FakeTether) -> tether.Client:
-    client = tether.Client(URL, AGENT_KEY, transport=httpx.MockTransport(fake))
+    client = tether.Client(URL, AGENT_KEY, transport=httpx.MockTransport(fake), defer_timeout=0)
     client._sleep = lambda seconds: None
     return client
 
 
 @pytest.fixture
 def async_client(fake: FakeTether) -> tether.AsyncClient:
-    client = tether.AsyncClient(URL, AGENT_KEY, transport=httpx.MockTransport(fake))
+    client = tether.AsyncClient(
+        URL, AGENT_KEY, transport=httpx.MockTransport(fake), defer_timeout=0
+    )
 
     async def no_wait(seconds: float) -> None:
         return None

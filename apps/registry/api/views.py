@@ -500,11 +500,6 @@ class DataClassDetailApi(APIView):
 # --- manifests -------------------------------------------------------------------------------
 
 _YAML_TYPES = (YAMLTextParser.media_type, TextYAMLParser.media_type, XYAMLParser.media_type)
-_KIND_VIEWS = {
-    manifests.KIND_AGENT: "registry-api:agent-detail",
-    manifests.KIND_TOOL: "registry-api:tool-detail",
-    manifests.KIND_MEMORY_STORE: "registry-api:memory-store-detail",
-}
 _EXAMPLE_MANIFEST = """apiVersion: tether/v1
 kind: Agent
 metadata:
@@ -549,7 +544,9 @@ class ManifestApplyApi(APIView):
         class ChangeSerializer(serializers.Serializer):
             kind = serializers.CharField()
             slug = serializers.CharField()
-            url = AbsoluteUrlField(lambda c: _KIND_VIEWS[c.kind], lambda c: {"slug": c.slug})
+            url = AbsoluteUrlField(
+                lambda c: manifests.api_view_name(c.kind), lambda c: {"slug": c.slug}
+            )
             action = serializers.ChoiceField(
                 choices=[manifests.CREATE, manifests.UPDATE, manifests.UNCHANGED]
             )

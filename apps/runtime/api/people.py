@@ -1,19 +1,40 @@
-"""The people's side of the runtime API: agent credentials and delegations."""
+"""The people's side of the runtime API: agent credentials, delegations and budgets."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.views import current_user
-from apps.common.api import StrictCharField, StrictSerializer, validated
+from apps.common.api import (
+    AbsoluteUrlField,
+    ListFilterSerializer,
+    StrictCharField,
+    StrictSerializer,
+    list_filters,
+    object_response,
+    paginated_response,
+    validated,
+)
+from apps.common.errors import NotFound
 from apps.registry.constants import Environment
 from apps.registry.selectors import agent_get
 
 from .. import selectors, services
+from ..constants import (
+    BUDGET_LIMIT_MAX,
+    BUDGET_MODEL_MAX,
+    BUDGET_NAME_MAX,
+    BUDGET_SLUG_MAX,
+    BudgetEdge,
+    BudgetKind,
+    BudgetScope,
+)
 
 
 class CredentialOutput(serializers.Serializer):
@@ -144,4 +165,197 @@ class DelegationRevokeApi(APIView):
         user = current_user(request)
         delegation = selectors.delegation_get(person=user, delegation_id=delegation_id)
         services.delegation_revoke(person=user, delegation=delegation)
+        return Response(status=204)
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "number"}, {"type": "string", "example": "12.5"}], "example": 50000}
+)
+class BudgetLimitField(serializers.Field):
+    """A positive number with at most four decimal places; as a JSON number or a string."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        try:
+            return services.budget_limit(data)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def to_representation(self, value: Any) -> str:
+        return format(value.normalize(), "f")
+
+
+class BudgetOutput(serializers.Serializer):
+    url = AbsoluteUrlField("runtime-people-api:budget-detail", lambda b: {"slug": b.slug})
+    slug = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(choices=BudgetKind.choices)
+    scope = serializers.ChoiceField(choices=BudgetScope.choices)
+    agent = serializers.CharField(source="agent.slug", allow_null=True, default=None)
+    department = serializers.CharField(source="department.slug", allow_null=True, default=None)
+    limit = serializers.CharField(
+        source="limit_text", help_text='A decimal string, e.g. "50000" or "12.5".'
+    )
+    edge = serializers.ChoiceField(choices=BudgetEdge.choices)
+    degrade_to_model = serializers.CharField()
+    enabled = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Budget"
+
+
+_FIXED_HINT = "Fixed when the budget is created; create a new budget (and disable this one)."
+
+
+class BudgetCreateInput(StrictSerializer):
+    name = StrictCharField(max_length=BUDGET_NAME_MAX)
+    slug = StrictCharField(
+        max_length=BUDGET_SLUG_MAX, required=False, allow_blank=True,
+        help_text="Optional; made from the agent or department and the name when left out.",
+    )  # fmt: skip
+    kind = serializers.ChoiceField(choices=BudgetKind.choices)
+    scope = serializers.ChoiceField(choices=BudgetScope.choices)
+    agent = StrictCharField(
+        max_length=60,
+        required=False,
+        help_text="The agent's slug (every scope but department_month).",
+    )
+    department = StrictCharField(
+        max_length=60, required=False, help_text="The department's slug (department_month only)."
+    )
+    limit = BudgetLimitField(help_text=f"Greater than 0, at most {BUDGET_LIMIT_MAX:,}.")
+    edge = serializers.ChoiceField(choices=BudgetEdge.choices, required=False)
+    degrade_to_model = StrictCharField(
+        max_length=BUDGET_MODEL_MAX, required=False, allow_blank=True,
+        help_text="The cheaper model a degrade edge answers with.",
+    )  # fmt: skip
+    enabled = serializers.BooleanField(required=False)
+
+    class Meta:
+        ref_name = "BudgetCreate"
+
+
+class BudgetUpdateInput(StrictSerializer):
+    read_only_hints = {key: _FIXED_HINT for key in services.BUDGET_FIXED_FIELDS}
+
+    name = StrictCharField(max_length=BUDGET_NAME_MAX, required=False)
+    limit = BudgetLimitField(required=False)
+    edge = serializers.ChoiceField(choices=BudgetEdge.choices, required=False)
+    degrade_to_model = StrictCharField(
+        max_length=BUDGET_MODEL_MAX, required=False, allow_blank=True
+    )
+    enabled = serializers.BooleanField(required=False)
+
+    class Meta:
+        ref_name = "BudgetUpdate"
+
+
+class BudgetFilter(ListFilterSerializer):
+    agent = StrictCharField(
+        max_length=60, required=False, help_text="Budgets that apply to this agent (its own and "
+        "its department's)."
+    )  # fmt: skip
+    department = StrictCharField(max_length=60, required=False)
+    scope = serializers.ChoiceField(choices=BudgetScope.choices, required=False)
+    kind = serializers.ChoiceField(choices=BudgetKind.choices, required=False)
+    enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    class Meta:
+        ref_name = "BudgetFilter"
+
+
+_BUDGET_EXAMPLE = {
+    "name": "Tokens per run",
+    "kind": "tokens",
+    "scope": "run",
+    "agent": "claims-triage",
+    "limit": 50000,
+    "edge": "degrade",
+    "degrade_to_model": "gpt-4.1-mini",
+}
+
+
+def _department(user: Any, slug: str) -> Any:
+    """A department the user may see budgets of; 404 otherwise (as for an agent)."""
+    department = selectors.budget_departments(user=user).filter(slug=slug).first()
+    if department is None:
+        raise NotFound(
+            f"No department {slug!r} in your scope.",
+            details={"department": ["No such department."]},
+        )
+    return department
+
+
+class BudgetListCreateApi(APIView):
+    @extend_schema(
+        parameters=[BudgetFilter],
+        responses={200: BudgetOutput(many=True)},
+        operation_id="budgets_list",
+        description="Budgets you may see: those over agents you can see, and the department "
+        "budgets of departments you work in or see agents of.",
+    )
+    def get(self, request: Request) -> Response:
+        filters = list_filters(request, BudgetFilter)
+        budgets = selectors.budget_list(user=current_user(request), **filters)
+        return paginated_response(
+            request=request, view=self, queryset=budgets, serializer_class=BudgetOutput
+        )
+
+    @extend_schema(
+        request=BudgetCreateInput,
+        responses={201: BudgetOutput},
+        operation_id="budgets_create",
+        description="Create a budget over one agent (its owner or an admin) or, with scope "
+        "department_month, over a department (an admin or finance). Decisions see it at once.",
+        examples=[OpenApiExample("Tokens per run, degrading", value=_BUDGET_EXAMPLE)],
+    )
+    def post(self, request: Request) -> Response:
+        user = current_user(request)
+        data = validated(BudgetCreateInput, request.data)
+        agent = agent_get(user=user, slug=data["agent"]) if data.get("agent") else None
+        department = _department(user, data["department"]) if data.get("department") else None
+        budget = services.budget_create(
+            actor=user, name=data["name"], slug=data.get("slug", ""), kind=data["kind"],
+            scope=data["scope"], limit=data["limit"], agent=agent, department=department,
+            edge=data.get("edge", BudgetEdge.STOP),
+            degrade_to_model=data.get("degrade_to_model", ""), enabled=data.get("enabled", True),
+        )  # fmt: skip
+        return object_response(request, BudgetOutput, budget, status=201)
+
+
+class BudgetDetailApi(APIView):
+    @extend_schema(responses={200: BudgetOutput}, operation_id="budgets_retrieve")
+    def get(self, request: Request, slug: str) -> Response:
+        budget = selectors.budget_get(user=current_user(request), slug=slug)
+        return object_response(request, BudgetOutput, budget)
+
+    @extend_schema(
+        request=BudgetUpdateInput,
+        responses={200: BudgetOutput},
+        operation_id="budgets_update",
+        description="Change the name, limit, edge, degrade model or enabled flag. Kind, scope, "
+        "agent and department are fixed. `enabled: false` disables it (its ledger stays).",
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        user = current_user(request)
+        budget = selectors.budget_get(user=user, slug=slug)
+        data = validated(BudgetUpdateInput, request.data)
+        budget = services.budget_update(actor=user, budget=budget, data=data)
+        return object_response(request, BudgetOutput, budget)
+
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        operation_id="budgets_delete",
+        description="Delete a budget nothing was charged to; one with a ledger answers 409 "
+        "(disable it instead).",
+    )
+    def delete(self, request: Request, slug: str) -> Response:
+        user = current_user(request)
+        budget = selectors.budget_get(user=user, slug=slug)
+        services.budget_delete(actor=user, budget=budget)
         return Response(status=204)

@@ -20,6 +20,8 @@ urlpatterns = [
         people.CredentialRotateApi.as_view(),
         name="credential-rotate",
     ),
+    path("budgets/", people.BudgetListCreateApi.as_view(), name="budget-list"),
+    path("budgets/<slug:slug>/", people.BudgetDetailApi.as_view(), name="budget-detail"),
     path("me/delegations/", people.DelegationListCreateApi.as_view(), name="delegation-list"),
     path(
         "me/delegations/<int:delegation_id>/",

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
 from apps.common.api import StrictCharField, StrictSerializer
+from apps.common.errors import ApplicationError
 
 from ..constants import OUTCOME_MAX, TASK_MAX, Action, Disposition, RunState
+from ..models import Decision
 
 SLUG_MAX = 60
 JSON_ARGUMENTS_MAX_KEYS = 200
@@ -99,10 +103,57 @@ class DecisionOutput(serializers.Serializer):
     arguments = serializers.DictField(allow_null=True, source="modified_arguments")
     model = serializers.CharField(allow_null=True, source="modified_model")
     on_behalf_of = serializers.CharField(source="on_behalf_of_name")
+    retry_after = serializers.IntegerField(
+        allow_null=True,
+        source="retry_after_seconds",
+        help_text="For defer: seconds to wait before asking again.",
+    )
     created_at = serializers.DateTimeField()
 
     class Meta:
         ref_name = "Decision"
+
+
+_IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="1-64 characters of A-Z a-z 0-9 . _ : -, the same on every retry of one request: "
+    "a retry then gets the first answer and is charged nothing more.",
+)
+
+
+def idempotency_key(header: str | None) -> str:
+    """The request's Idempotency-Key ('' when absent); a malformed one is a 400."""
+    if header is None:
+        return ""
+    if not _IDEMPOTENCY_KEY.match(header):
+        raise ApplicationError(
+            "Idempotency-Key must be 1-64 characters of A-Z a-z 0-9 . _ : -",
+            details={"Idempotency-Key": ["Invalid."]},
+        )
+    return header
+
+
+def decision_payload(decision: Decision) -> dict[str, Any]:
+    """``DecisionOutput`` as a plain dict: the serializer documents it, this builds it cheaply
+    (a serializer deep-copies its fields on every instance, on the hottest path there is)."""
+    return {
+        "id": decision.pk,
+        "disposition": decision.disposition,
+        "reasons": decision.reasons,
+        "reasoning": decision.reasoning,
+        "policies": decision.policies,
+        "budgets": decision.budgets,
+        "arguments": decision.modified_arguments,
+        "model": decision.modified_model,
+        "on_behalf_of": decision.on_behalf_of_name,
+        "retry_after": decision.retry_after_seconds,
+        "created_at": decision.created_at.isoformat().replace("+00:00", "Z"),
+    }
 
 
 class UsageInput(StrictSerializer):

@@ -18,6 +18,7 @@ from ..authentication import AgentCredentialAuthentication, RunTokenAuthenticati
 from ..decisions import DecisionRequest, decide, usage_reconcile
 from ..models import AgentCredential, Run
 from .serializers import (
+    IDEMPOTENCY_KEY_HEADER,
     DecisionInput,
     DecisionOutput,
     RunFinishInput,
@@ -25,6 +26,8 @@ from .serializers import (
     RunStartInput,
     RunStartOutput,
     UsageInput,
+    decision_payload,
+    idempotency_key,
 )
 
 
@@ -89,13 +92,17 @@ class RunFinishApi(_RunTokenApi):
 
 class DecisionApi(_RunTokenApi):
     @extend_schema(
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         request=DecisionInput, responses={200: DecisionOutput}, operation_id="runtime_decide",
         summary="Ask before a governed step: allow, deny, modify, ask or defer",
     )  # fmt: skip
     def post(self, request: Request) -> Response:
         data = validated(DecisionInput, request.data)
-        decision = decide(run=self.run_for(request), request=DecisionRequest(**data))
-        return Response(DecisionOutput(decision).data)
+        key = idempotency_key(request.headers.get("Idempotency-Key"))
+        decision = decide(
+            run=self.run_for(request), request=DecisionRequest(**data, idempotency_key=key)
+        )
+        return Response(decision_payload(decision))
 
 
 class UsageApi(_RunTokenApi):

@@ -1,0 +1,26 @@
+"""One statement on the hot path, run as cheaply as the database allows.
+
+On PostgreSQL the statement is bound server-side and prepared: parsed and planned once per
+connection, its parameters sent apart from the SQL instead of quoted into it. Elsewhere (the
+embedded SQLite default) it runs through Django's cursor. Errors are Django's either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """Run ``sql`` (``%s`` placeholders) and return its first row, or None."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone()
