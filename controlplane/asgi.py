@@ -11,11 +11,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.common.asgi import exact_paths  # noqa: E402
+from apps.runtime.api import asgi as decision_endpoint  # noqa: E402
+
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # The agents' decision endpoint skips Django's handler (apps/runtime/api/asgi.py).
+        "http": exact_paths(
+            {decision_endpoint.PATH: decision_endpoint.DecisionEndpoint()}, django_asgi_app
+        ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

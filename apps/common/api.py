@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -128,6 +129,43 @@ def validated(serializer_class: type[serializers.Serializer], data: Any, **kwarg
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+class _Prototype:
+    """A serializer built once, whose bound fields validate values for every request."""
+
+    def __init__(self, serializer_class: type[serializers.Serializer]) -> None:
+        self.serializer = serializer_class()
+        self.fields = [f for f in self.serializer.fields.values() if not f.read_only]
+        self.names = frozenset(f.field_name for f in self.fields)
+
+
+_prototypes: dict[type[serializers.Serializer], _Prototype] = {}
+
+
+def validated_fast(serializer_class: type[serializers.Serializer], data: Any) -> Any:
+    """``validated`` for the hottest inputs, with the same rules and the same errors.
+
+    A serializer deep-copies its declared fields for every instance, which on the decision
+    endpoint costs more than the rest of the validation. Here the fields are built once and
+    reused (validating a value keeps no state on a field). Anything unusual (not an object,
+    unknown keys, any error) goes the ordinary way, so its messages are exactly the API's.
+    """
+    proto = _prototypes.get(serializer_class)
+    if proto is None:
+        proto = _prototypes[serializer_class] = _Prototype(serializer_class)
+    if not isinstance(data, Mapping) or not proto.names.issuperset(data):
+        return validated(serializer_class, data)
+    attrs: dict[str, Any] = {}
+    try:
+        for field in proto.fields:
+            try:
+                attrs[field.source] = field.run_validation(field.get_value(data))
+            except serializers.SkipField:
+                continue
+        return proto.serializer.validate(attrs)
+    except (serializers.ValidationError, DjangoValidationError):
+        return validated(serializer_class, data)
 
 
 def list_filters(request: Request, serializer_class: type[ListFilterSerializer]) -> dict[str, Any]:

@@ -14,6 +14,11 @@ from .request_context import new_request_id, set_request_id
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def request_id_from(incoming: str) -> str:
+    """The proxy's request id when it is sane, else a new one."""
+    return incoming if _SAFE_ID.match(incoming) else new_request_id()
+
+
 class RequestIdMiddleware:
     """Sync and async alike: a sync-only middleware would make every ASGI request hop threads."""
 
@@ -42,8 +47,7 @@ class RequestIdMiddleware:
 
     @staticmethod
     def _start(request: HttpRequest) -> str:
-        incoming = request.headers.get("X-Request-ID", "")
-        request_id = incoming if _SAFE_ID.match(incoming) else new_request_id()
+        request_id = request_id_from(request.headers.get("X-Request-ID", ""))
         set_request_id(request_id)
         request.request_id = request_id  # type: ignore[attr-defined]
         return request_id

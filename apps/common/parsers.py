@@ -106,6 +106,18 @@ def check_storable(data: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
                 pending.extend((item, depth + 1) for item in value)
 
 
+def parse_json(body: bytes, encoding: str = "utf-8") -> Any:
+    """A JSON body, refusing what the database cannot store (``ParseError``, a 400)."""
+    try:
+        data = strict_json.loads(body.decode(encoding))
+    except RecursionError as exc:
+        raise ParseError(f"JSON may nest at most {MAX_JSON_DEPTH} levels deep.") from exc
+    except ValueError as exc:  # includes UnicodeDecodeError
+        raise ParseError(f"JSON parse error - {exc}") from exc
+    check_storable(data)
+    return data
+
+
 class JSONParser(parsers.BaseParser):
     """JSON, bounded in size (413) and refusing what the database cannot store.
 
@@ -118,15 +130,7 @@ class JSONParser(parsers.BaseParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         body = read_limited_body(stream, parser_context)
-        encoding = _encoding(parser_context)
-        try:
-            data = strict_json.loads(body.decode(encoding))
-        except RecursionError as exc:
-            raise ParseError(f"JSON may nest at most {MAX_JSON_DEPTH} levels deep.") from exc
-        except ValueError as exc:  # includes UnicodeDecodeError
-            raise ParseError(f"JSON parse error - {exc}") from exc
-        check_storable(data)
-        return data
+        return parse_json(body, _encoding(parser_context))
 
 
 class YAMLTextParser(parsers.BaseParser):

@@ -54,8 +54,11 @@ class AgentCredentialAuthentication(_BearerAuthentication):
         return _AgentPrincipal(credential.agent.slug), credential
 
 
+RUN_TOKEN_PREFIX = "tth_run_"
+
+
 class RunTokenAuthentication(_BearerAuthentication):
-    prefix = "tth_run_"
+    prefix = RUN_TOKEN_PREFIX
 
     def authenticate(self, request: Any) -> tuple[Any, Run] | None:
         token = self._token(request)

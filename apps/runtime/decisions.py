@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
@@ -54,7 +54,7 @@ from .constants import (
 )
 from .counters import Counter, CounterStoreUnavailable, Reservation, counter_store
 from .generation import budget_cache_token
-from .models import Budget, BudgetLedgerEntry, Decision, Run
+from .models import AgentCredential, Budget, BudgetLedgerEntry, Decision, Run
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Outcome:
     modified: dict[str, Any] | None = None
     charges: list[tuple[Budget, str, Decimal]] = field(default_factory=list)
     retry_after: int | None = None
+    repeated: bool = False  # answers a retry: the key belongs to the first attempt's row
 
 
 def _deny(reason: str, reasoning: str, **extra: Any) -> Outcome:
@@ -185,28 +186,50 @@ class _Repeated(Exception):
 def decide(*, run: Run, request: DecisionRequest) -> Decision:
     """Answer one governed step of ``run`` and record the answer before returning it.
 
+    ``run`` may come from a per-process cache (``run_authenticate(recheck=False)``): the row
+    is recorded only if the run is still live then (running, token unexpired, credential not
+    revoked, agent active). If it is not, the run is read again and the step decided again on
+    what it is now, which is a deny. Agent and department budgets may then count that one step
+    twice: the safe side.
+
     A request that repeats an earlier one's Idempotency-Key (an SDK retrying after a timeout)
     gets that earlier decision back and is charged nothing more.
     """
     began = time.perf_counter()
+    answer = _answer(run, request)
+    if isinstance(answer, Decision):
+        return answer
+    decision = _record(run, request, answer, began, only_if_live=True)
+    if decision is None:
+        runtime_services.run_refresh(run)
+        answer = _answer(run, request)
+        if isinstance(answer, Decision):
+            return answer
+        decision = _record(run, request, answer, began, only_if_live=False)
+    assert decision is not None  # recorded unconditionally (or spooled)
+    return decision
+
+
+def _answer(run: Run, request: DecisionRequest) -> Outcome | Decision:
+    """The pipeline's outcome, failing closed on a store that is down; for a repeated request,
+    the first answer (or a ``defer`` while that is still being recorded)."""
     try:
-        outcome = _pipeline(run, request)
+        return _pipeline(run, request)
     except CounterStoreUnavailable as exc:
-        outcome = _unavailable(run, request, f"The budget store is unreachable ({exc}).")
+        return _unavailable(run, request, f"The budget store is unreachable ({exc}).")
     except DatabaseError as exc:  # e.g. the policy snapshot's freshness check
-        outcome = _unavailable(run, request, f"The database is unreachable ({exc}).")
+        return _unavailable(run, request, f"The database is unreachable ({exc}).")
     except _Repeated:
         first = _first_answer(run, request.idempotency_key)
         if first is not None:
             return first
-        outcome = Outcome(
+        return Outcome(
             Disposition.DEFER,
             [Reason.DECISION_PENDING],
             "The first attempt of this request is still being answered; ask again.",
             retry_after=1,
+            repeated=True,
         )
-        request = replace(request, idempotency_key="")  # the first attempt's key, not this one's
-    return _record(run, request, outcome, began)
 
 
 def _first_answer(run: Run, key: str) -> Decision | None:
@@ -222,6 +245,10 @@ def _pipeline(run: Run, request: DecisionRequest) -> Outcome:
     agent = run.agent
     if run.state != RunState.RUNNING:
         return _deny(Reason.RUN_NOT_RUNNING, f"The run is {run.state}.")
+    if run.credential is None or run.credential.revoked_at is not None:
+        return _deny(Reason.RUN_NOT_RUNNING, "The credential behind this run was revoked.")
+    if run.token_expires_at <= timezone.now():
+        return _deny(Reason.RUN_NOT_RUNNING, "The run's token has expired.")
     if agent.status != AgentStatus.ACTIVE:
         return _deny(Reason.AGENT_NOT_ACTIVE, f"{agent.slug} is {agent.status}.")
     if run.environment not in agent.environments:
@@ -707,7 +734,12 @@ def _unavailable(run: Run, request: DecisionRequest, why: str) -> Outcome:
 # --- recording -------------------------------------------------------------------------------
 
 
-def _record(run: Run, request: DecisionRequest, outcome: Outcome, began: float) -> Decision:
+def _record(
+    run: Run, request: DecisionRequest, outcome: Outcome, began: float, *, only_if_live: bool
+) -> Decision | None:
+    """Write the decision (and its ledger rows); None when ``only_if_live`` and the run is not.
+
+    If the database refuses, the answer becomes a deny, kept in the local spool."""
     decision = Decision(
         created_at=timezone.now(),
         run=run,
@@ -725,12 +757,13 @@ def _record(run: Run, request: DecisionRequest, outcome: Outcome, began: float) 
         modified=outcome.modified,
         on_behalf_of_name=run.on_behalf_of.get_username() if run.on_behalf_of else "",
         request_id=get_request_id(),
-        idempotency_key=request.idempotency_key,
+        idempotency_key="" if outcome.repeated else request.idempotency_key,
         retry_after_seconds=outcome.retry_after,
     )
     decision.duration_us = int((time.perf_counter() - began) * 1_000_000)
     try:
-        _write(decision, outcome.charges)
+        if not _write(run, decision, outcome.charges, only_if_live=only_if_live):
+            return None
     except DatabaseError as exc:
         logger.error("decision not recorded, failing closed: %s", exc)
         decision.pk = None
@@ -752,41 +785,71 @@ def _release_idempotency(run: Run, key: str) -> None:
         counter_store().adjust(_idempotency_guard(run, key).counter.key, -1)
 
 
-def _write(decision: Decision, charges: list[tuple[Budget, str, Decimal]]) -> None:
-    """Insert the decision and its ledger rows together, or neither."""
-    if connection.vendor != "postgresql":
+def _write(
+    run: Run, decision: Decision, charges: list[tuple[Budget, str, Decimal]], *, only_if_live: bool
+) -> bool:
+    """Insert the decision and its ledger rows together, or neither; False when ``only_if_live``
+    and the run is no longer live (nothing is written then)."""
+    if connection.vendor != "postgresql":  # the embedded default: check, then write
+        if only_if_live and not (runtime_services.run_refresh(run) and _is_live(run)):
+            return False
         with transaction.atomic():
             decision.save(force_insert=True)
             BudgetLedgerEntry.objects.bulk_create(
                 BudgetLedgerEntry(budget=b, period_key=p, decision=decision, amount=a)
                 for b, p, a in charges
             )
-        return
-    # On PostgreSQL: one prepared statement, atomic by itself, one round trip.
+        return True
+    # On PostgreSQL: one prepared statement (atomic by itself, one round trip) that checks the
+    # run is live and writes the decision and its ledger rows only if it is.
     sql, fields = _insert_statement()
-    params = [f.get_db_prep_save(getattr(decision, f.attname), connection) for f in fields]
+    params: list[Any] = [run.pk, decision.created_at]
+    params += [f.get_db_prep_save(getattr(decision, f.attname), connection) for f in fields]
     params += [
+        not only_if_live,
         decision.created_at,
         [b.pk for b, _, _ in charges],
         [p for _, p, _ in charges],
         [a for _, _, a in charges],
     ]
     row = fetch_one(sql, params)
-    assert row is not None  # INSERT ... RETURNING answers one row or raises
+    if row is None:
+        return False
     decision.pk = row[0]
     decision._state.adding = False
+    return True
+
+
+def _is_live(run: Run) -> bool:
+    return (
+        run.state == RunState.RUNNING
+        and run.token_expires_at > timezone.now()
+        and run.credential is not None
+        and run.credential.revoked_at is None
+        and run.agent.status == AgentStatus.ACTIVE
+    )
 
 
 @lru_cache(maxsize=1)
 def _insert_statement() -> tuple[str, tuple[Any, ...]]:
-    """``INSERT`` the decision and ``INSERT ... SELECT unnest(...)`` its ledger rows, in one."""
+    """``INSERT ... SELECT`` the decision if the run is live (or the third parameter says not to
+    ask), and ``INSERT ... SELECT unnest(...)`` its ledger rows, in one statement."""
     fields = tuple(f for f in Decision._meta.concrete_fields if not f.primary_key)
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in fields)
     values = ", ".join(["%s"] * len(fields))
+    run, agent, credential = Run._meta, Agent._meta, AgentCredential._meta
+    live = (
+        f"SELECT 1 FROM {run.db_table} r JOIN {agent.db_table} a ON a.id = r.agent_id "
+        f"JOIN {credential.db_table} c ON c.id = r.credential_id "
+        f"WHERE r.id = %s AND r.state = '{RunState.RUNNING}' AND r.token_expires_at > %s "
+        f"AND c.revoked_at IS NULL AND a.status = '{AgentStatus.ACTIVE}'"
+    )
     ledger = BudgetLedgerEntry._meta.db_table
     sql = (
-        f"WITH d AS (INSERT INTO {Decision._meta.db_table} ({columns}) VALUES ({values}) "
-        f"RETURNING id), l AS (INSERT INTO {ledger} "
+        f"WITH live AS ({live}), "
+        f"d AS (INSERT INTO {Decision._meta.db_table} ({columns}) SELECT {values} "
+        f"WHERE %s OR EXISTS (SELECT 1 FROM live) RETURNING id), "
+        f"l AS (INSERT INTO {ledger} "
         f"(budget_id, period_key, decision_id, amount, reconciliation, created_at) "
         f"SELECT u.budget_id, u.period_key, d.id, u.amount, false, %s "
         f"FROM d, unnest(%s::bigint[], %s::text[], %s::numeric[]) AS u(budget_id, period_key, amount)) "

@@ -124,8 +124,24 @@ class Decision(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     created_at = models.DateTimeField(db_index=True)
-    run = models.ForeignKey(Run, null=True, on_delete=models.PROTECT, related_name="decisions")
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="decisions")
+    # Written before every answer: PostgreSQL does not check these keys (each check would lock
+    # the run's and the agent's row for every decision); nothing deletes a run or an agent that
+    # has decisions (PROTECT). The composite indexes below cover lookups by run and by agent.
+    run = models.ForeignKey(
+        Run,
+        null=True,
+        on_delete=models.PROTECT,
+        related_name="decisions",
+        db_constraint=False,
+        db_index=False,
+    )
+    agent = models.ForeignKey(
+        Agent,
+        on_delete=models.PROTECT,
+        related_name="decisions",
+        db_constraint=False,
+        db_index=False,
+    )
     environment = models.CharField(max_length=16)
     action = models.CharField(max_length=16, choices=Action.choices)
     target = models.CharField(max_length=200, help_text="Tool, model, memory store or agent.")
@@ -279,9 +295,15 @@ class Budget(models.Model):
 class BudgetLedgerEntry(models.Model):
     """The durable record of every amount charged to a budget (Redis holds the hot counters)."""
 
-    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="ledger")
+    # Written with every charging decision, in the same statement: as for Decision, the keys
+    # are not checked by PostgreSQL (the budget check would lock the budget's row each time).
+    budget = models.ForeignKey(
+        Budget, on_delete=models.CASCADE, related_name="ledger", db_constraint=False, db_index=False
+    )
     period_key = models.CharField(max_length=64)
-    decision = models.ForeignKey(Decision, on_delete=models.PROTECT, related_name="ledger")
+    decision = models.ForeignKey(
+        Decision, on_delete=models.PROTECT, related_name="ledger", db_constraint=False
+    )
     amount = models.DecimalField(max_digits=14, decimal_places=4)
     reconciliation = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -4,7 +4,7 @@ finish; creating, changing and deleting autonomy budgets."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -364,27 +364,42 @@ _runs_snapshot: object = None
 RUN_CACHE_MAX = 10_000
 
 
-def run_authenticate(plaintext: str) -> Run:
+def run_authenticate(plaintext: str, *, recheck: bool = True) -> Run:
     """The running run this token belongs to; 401 for anything else.
 
-    A token dies with its run: ended, expired, or minted by a since-revoked credential.
+    A token dies with its run: ended, expired, or minted by a since-revoked credential. The
+    run's state is read again on every call, unless ``recheck=False``: then the cached run is
+    trusted as far as it goes, and the caller must check it where it counts. The decision
+    service does, in the very statement that records its answer (``decisions._write``).
     """
     lookup = parse_lookup(plaintext, RUN_TOKEN_KIND)
     run = _cached_run(lookup) if lookup else None
     if run is None or not digest_matches(plaintext, run.token_digest):
         raise Unauthenticated("Invalid run token.")
-    fresh = _run_freshness(run)
-    if fresh is None:
+    if recheck and not run_refresh(run):
         raise Unauthenticated("Invalid run token.")
-    run.state, expired, revoked, run.agent.status = fresh
-    if revoked:
+    if run.credential is None or run.credential.revoked_at is not None:
         raise Unauthenticated("The credential behind this run token was revoked.")
-    if run.state == RunState.RUNNING and expired:
+    if run.state == RunState.RUNNING and run.token_expires_at <= timezone.now():
         run_expire(run=run)
     if run.state != RunState.RUNNING:
         _runs.pop(run.token_lookup, None)
         raise Unauthenticated(f"This run is {run.state}; its token no longer works.")
     return run
+
+
+def run_refresh(run: Run) -> bool:
+    """Read again what can change under a run without a registry write: its state and token
+    expiry, its credential's revocation, its agent's status. False when the run is gone."""
+    fresh = _run_freshness(run)
+    if fresh is None:
+        return False
+    run.state, run.token_expires_at, revoked, run.agent.status = fresh
+    if run.credential is not None and revoked and run.credential.revoked_at is None:
+        run.credential.revoked_at = timezone.now()
+    if revoked or run.state != RunState.RUNNING:
+        _runs.pop(run.token_lookup, None)  # the next call reads it afresh, and is refused
+    return True
 
 
 def forget_runs() -> None:
@@ -413,21 +428,22 @@ def _cached_run(lookup: str) -> Run | None:
 def _freshness_sql() -> str:
     run, credential, agent = Run._meta, AgentCredential._meta, Agent._meta
     return (
-        f"SELECT r.state, r.token_expires_at <= %s, "
-        f"c.id IS NULL OR c.revoked_at IS NOT NULL, a.status "
+        f"SELECT r.state, r.token_expires_at, c.id IS NULL OR c.revoked_at IS NOT NULL, a.status "
         f"FROM {run.db_table} r JOIN {agent.db_table} a ON a.id = r.agent_id "
         f"LEFT JOIN {credential.db_table} c ON c.id = r.credential_id WHERE r.id = %s"
     )
 
 
-def _run_freshness(run: Run) -> tuple[str, bool, bool, str] | None:
-    """State, token expired?, credential revoked?, agent status: one query, no ORM compile."""
-    params = [
-        connection.ops.adapt_datetimefield_value(timezone.now()),
-        Run._meta.pk.get_db_prep_value(run.pk, connection),
-    ]
-    row = fetch_one(_freshness_sql(), params)
-    return (row[0], bool(row[1]), bool(row[2]), row[3]) if row else None
+def _run_freshness(run: Run) -> tuple[str, datetime, bool, str] | None:
+    """State, token expiry, credential revoked?, agent status: one query, no ORM compile."""
+    row = fetch_one(_freshness_sql(), [Run._meta.pk.get_db_prep_value(run.pk, connection)])
+    if row is None:
+        return None
+    expires = Run._meta.get_field("token_expires_at")
+    expires_at = expires.to_python(row[1]) if isinstance(row[1], str) else row[1]  # SQLite
+    if timezone.is_naive(expires_at):
+        expires_at = timezone.make_aware(expires_at, UTC)
+    return row[0], expires_at, bool(row[2]), row[3]
 
 
 def run_heartbeat(*, run: Run) -> Run:

@@ -1,7 +1,5 @@
 from django.urls import path
 
-from apps.common.hotpath import hot_path
-
 from . import schema, views  # noqa: F401  (schema registers the token schemes for OpenAPI)
 
 app_name = "runtime-api"
@@ -10,6 +8,6 @@ urlpatterns = [
     path("runs/", views.RunStartApi.as_view(), name="run-start"),
     path("runs/<uuid:run_id>/heartbeat", views.RunHeartbeatApi.as_view(), name="run-heartbeat"),
     path("runs/<uuid:run_id>/finish", views.RunFinishApi.as_view(), name="run-finish"),
-    path("decisions/", hot_path(views.DecisionApi.as_view()), name="decide"),
+    path("decisions/", views.DecisionApi.as_view(), name="decide"),
     path("usage/", views.UsageApi.as_view(), name="usage"),
 ]

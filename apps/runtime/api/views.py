@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.common.api import validated
+from apps.common.api import validated, validated_fast
 from apps.common.errors import NotPermitted
 
 from .. import services
@@ -97,12 +97,22 @@ class DecisionApi(_RunTokenApi):
         summary="Ask before a governed step: allow, deny, modify, ask or defer",
     )  # fmt: skip
     def post(self, request: Request) -> Response:
-        data = validated(DecisionInput, request.data)
-        key = idempotency_key(request.headers.get("Idempotency-Key"))
-        decision = decide(
-            run=self.run_for(request), request=DecisionRequest(**data, idempotency_key=key)
+        """Under ASGI this path is served by ``apps.runtime.api.asgi`` (same rules, leaner)."""
+        answer = decision_answer(
+            self.run_for(request), request.data, request.headers.get("Idempotency-Key")
         )
-        return Response(decision_payload(decision))
+        return Response(answer)
+
+
+def decision_answer(run: Run, data: Any, key_header: str | None) -> dict[str, Any]:
+    """Validate one decision request of ``run``, decide it, and say the answer as JSON data.
+
+    Both adapters of the decision endpoint call this: the DRF view and the lean ASGI one.
+    """
+    fields = validated_fast(DecisionInput, data)
+    key = idempotency_key(key_header)
+    decision = decide(run=run, request=DecisionRequest(**fields, idempotency_key=key))
+    return decision_payload(decision)
 
 
 class UsageApi(_RunTokenApi):
