@@ -160,7 +160,7 @@ def validated_fast(serializer_class: type[serializers.Serializer], data: Any) ->
     try:
         for field in proto.fields:
             try:
-                attrs[field.source] = field.run_validation(field.get_value(data))
+                attrs[str(field.source)] = field.run_validation(field.get_value(data))
             except serializers.SkipField:
                 continue
         return proto.serializer.validate(attrs)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,11 @@ class DecisionRequest:
     @property
     def target(self) -> str:
         return self.tool or self.model or self.store or self.agent
+
+    @cached_property
+    def arguments_sha256(self) -> str:
+        """Of the canonical JSON: the circuit breaker's key and the recorded fingerprint."""
+        return _arguments_hash(self.arguments) if self.arguments else ""
 
 
 @dataclass
@@ -324,7 +329,7 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
             budgets=_budget_view(run, []),
         )
 
-    args_hash = _arguments_hash(request.arguments)
+    args_hash = request.arguments_sha256 or _arguments_hash({})
 
     def circuit_alert() -> None:
         audit_record(
@@ -753,7 +758,7 @@ def _record(
         reasoning=outcome.reasoning,
         policies=outcome.policies,
         budgets=outcome.budgets,
-        arguments_sha256=_arguments_hash(request.arguments) if request.arguments else "",
+        arguments_sha256=request.arguments_sha256,
         modified=outcome.modified,
         on_behalf_of_name=run.on_behalf_of.get_username() if run.on_behalf_of else "",
         request_id=get_request_id(),
