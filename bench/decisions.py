@@ -6,7 +6,8 @@ Cedar policies (none of which forbids it) in its own PostgreSQL database
 
 - in process: ``decide()`` for an ``allow`` (wall and CPU) and the endpoint's whole answer
   without HTTP (``apps.runtime.api.asgi._answer``), 2,000 times each (median, p99);
-- over HTTP, the Django server under uvicorn with 2 workers on 127.0.0.1, loaded by ``wrk``
+- over HTTP, the server as ``python -m controlplane.serve --workers 2`` runs it (uvicorn, one
+  ``SO_REUSEPORT`` socket per worker) on 127.0.0.1, loaded by ``wrk``
   (16 connections, 1 thread; ``--latency``) for a 2 s warm-up and then a 10 s measured window
   per target, one target at a time, with the same settings for all three:
   1. the floor: the same server's minimal JSON endpoint ``GET /healthz``;
@@ -255,20 +256,16 @@ def measure_tether(token: str, args: argparse.Namespace) -> tuple[_wrk.Result, _
         [
             sys.executable,
             "-m",
-            "uvicorn",
-            "controlplane.asgi:application",
+            "controlplane.serve",  # uvicorn, one SO_REUSEPORT socket per worker
             "--host",
             "127.0.0.1",
             "--port",
             str(PORT),
             "--workers",
             "2",
-            "--log-level",
-            "warning",
-            "--no-access-log",
         ],
         cwd=ROOT,
-        # WhiteNoise warns once per worker that collectstatic has not run; it costs nothing here.
+        # ServeStatic warns once per worker that collectstatic has not run; it costs nothing here.
         env={**os.environ, **ENV, "PYTHONWARNINGS": "ignore:No directory at:UserWarning"},
     )
     base = f"http://127.0.0.1:{PORT}"

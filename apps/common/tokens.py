@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -18,7 +18,7 @@ LOOKUP_LENGTH = 8
 
 @dataclass(frozen=True)
 class IssuedToken:
-    plaintext: str
+    plaintext: str = field(repr=False)  # shown once, to its owner; never in a log line
     lookup: str
     digest: str
 

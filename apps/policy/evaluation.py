@@ -101,6 +101,9 @@ class PolicySnapshot:
     _agent_sets: dict[str, tuple[cedarpy.PolicySet, dict[str, Statement]]] = field(
         default_factory=dict, repr=False
     )
+    # Cedar's answers to requests already asked under this snapshot: the answer is a function of
+    # the policies, the entities (both fixed in a snapshot) and the request alone.
+    answers: dict[str, PolicyResult] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def expired(self) -> bool:
@@ -351,14 +354,38 @@ def _decide(
     return PolicyResult(allowed=answer.allowed, policies=list(diagnostics.reasons), errors=[])
 
 
+ANSWER_CACHE_MAX = 50_000
+
+
+def _answer_key(request: PolicyRequest) -> str:
+    """The request as canonical JSON, or '' when it cannot be one (then it is not cached)."""
+    try:
+        return json.dumps(
+            [request.principal, request.action, request.resource_type, request.resource,
+             request.context],
+            sort_keys=True,
+            separators=(",", ":"),
+        )  # fmt: skip
+    except (TypeError, ValueError):
+        return ""
+
+
 def policy_evaluate(request: PolicyRequest) -> PolicyResult:
     """Ask Cedar: is this agent permitted this action on this resource in this context?"""
     try:
         snap = current_snapshot()
-        policy_set = snap.policy_set(
-            request.principal if isinstance(request.principal, str) else ""
-        )
-        return _decide(snap, request, policy_set)
+        key = _answer_key(request)
+        answer = snap.answers.get(key) if key else None
+        if answer is None:
+            policy_set = snap.policy_set(
+                request.principal if isinstance(request.principal, str) else ""
+            )
+            answer = _decide(snap, request, policy_set)
+            if key:
+                if len(snap.answers) >= ANSWER_CACHE_MAX:
+                    snap.answers.clear()
+                snap.answers[key] = answer
+        return answer
     except Exception as exc:  # fail closed, and say why
         logger.exception("policy evaluation failed")
         return PolicyResult(

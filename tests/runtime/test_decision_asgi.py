@@ -137,18 +137,22 @@ def test_a_run_that_ended_after_it_was_cached_is_never_answered_allow(setup):
     assert not Decision.objects.filter(run=run, disposition="allow").exclude(pk=first.json()["id"])
 
 
-def test_a_hot_thread_whose_connection_broke_answers_503_then_recovers(setup):
+def test_a_hot_thread_whose_connection_broke_fails_closed_once_then_recovers(setup, settings):
+    settings.HOT_PATH_THREADS = 1  # one thread, so the request that meets the dead link is known
+    hotpath.shut_down()
     _, token = start_run(setup)
 
     def break_connection() -> None:
         connection.ensure_connection()
         connection.connection.close()  # as a PostgreSQL restart would
 
-    codes = [r.status_code for r in call(ask(token))]
-    for future in [hotpath._pool().submit(break_connection) for _ in range(8)]:
-        future.result()
-    codes += [r.status_code for r in call(*[ask(token) for _ in range(10)])]
-    # A request that meets a dead connection is a retryable 503, never a 500 and never an
-    # allow; its thread then takes a new connection.
-    assert codes[0] == 200 and set(codes) <= {200, 503}
-    assert codes[-5:] == [200] * 5
+    [before] = call(ask(token))
+    hotpath._pool().submit(break_connection).result()
+    # Distinct arguments: five identical calls would open the circuit breaker.
+    other = [{**LOOKUP, "arguments": {"customer_id": f"c-{i}"}} for i in range(5)]
+    met, *after = call(*[ask(token, body) for body in other])
+    assert before.json()["disposition"] == "allow"
+    # The request that meets the dead connection fails closed: a retryable 503, or a deny that
+    # could not be recorded; never a 500, never an allow. Then the thread has a new connection.
+    assert met.status_code == 503 or met.json()["disposition"] == "deny", met.text
+    assert [a.json()["disposition"] for a in after] == ["allow"] * 4

@@ -13,11 +13,11 @@ sniffed. Under WSGI and in Django's test client the DRF view serves the path ins
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
@@ -125,7 +125,7 @@ async def _send(
     send: Send, answer: Answer, request_id: str, extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     status, payload = answer
-    content = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    content = orjson.dumps(payload)
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(content)).encode()),
