@@ -14,6 +14,7 @@ default keeps budget counters and the channel layer in its one process.
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import signal
@@ -40,6 +41,10 @@ def _serve(host: str, port: int, log_level: str) -> None:
         access_log=False,
         lifespan="off",
     )
+    config.load()
+    # Everything loaded so far lives as long as the process: keep it out of the collector's
+    # way, so a full collection walks only what requests allocate (shorter, rarer pauses).
+    gc.freeze()
     uvicorn.Server(config).run(sockets=[_socket(host, port)])
 
 

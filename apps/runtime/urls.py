@@ -22,6 +22,7 @@ urlpatterns = [
         views.credential_revoke,
         name="credential-revoke",
     ),
+    path("agents/<slug:slug>/budgets/", views.agent_budgets_panel, name="agent-budgets"),
     path("agents/<slug:slug>/budgets/new/", views.budget_create, name="budget-create"),
     path("budgets/<slug:slug>/edit/", views.budget_edit, name="budget-edit"),
     path("budgets/<slug:slug>/enabled/", views.budget_set_enabled, name="budget-set-enabled"),

@@ -368,6 +368,15 @@ def _budget_form_page(
 
 
 @login_required  # outsiders: the selector answers 404
+@require_http_methods(["GET"])
+def agent_budgets_panel(request: HttpRequest, slug: str) -> HttpResponse:
+    """The agent page's budgets card alone: the page polls it, so use shows as it happens."""
+    agent = agent_get(user=current_user(request), slug=slug)
+    context = _agent_budget_context(current_user(request), agent)
+    return render(request, "runtime/partials/agent_budgets.html", context)
+
+
+@login_required  # outsiders: the selector answers 404
 @require_http_methods(["GET", "POST"])
 def budget_create(request: HttpRequest, slug: str) -> HttpResponse:
     """A new budget over one agent (its owner or an admin)."""

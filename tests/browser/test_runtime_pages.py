@@ -78,6 +78,17 @@ def test_owner_manages_credentials_and_explores_decisions_and_approver_delegates
     assert page.get_by_text("2 used of 20").is_visible()
     shoot(page, "runtime-agent-detail")
 
+    # Budget use is live: another decision shows up in the card without a reload.
+    run, _ = start_run(setup)
+    decide(
+        run=run,
+        request=DecisionRequest(
+            action="tool.invoke", tool="crm-lookup", tool_action="read",
+            arguments={"customer_id": "c-3"},
+        ),
+    )  # fmt: skip
+    page.get_by_text("3 used of 20").wait_for(timeout=15_000)
+
     # Issue: the secret is shown once, on the response only.
     page.get_by_role("link", name="Issue a credential").click()
     page.fill("#id_name", "staging worker")

@@ -134,3 +134,13 @@ def test_department_budgets_page_empty_state_and_create(org, agent):
     other = console_client(org.other_owner).get("/department-budgets/").content.decode()
     assert "Claims spend" not in other
     assert console_client(org.outsider).get("/department-budgets/").status_code == 403
+
+
+def test_the_budgets_card_alone_is_served_for_the_page_to_poll(org, agent):
+    _budget(org, agent)
+    panel = console_client(org.owner).get("/agents/claims-bot/budgets/")
+    assert panel.status_code == 200
+    body = panel.content.decode()
+    assert body.lstrip().startswith("<section") and "Tokens per run" in body
+    assert 'hx-trigger="every' in body  # it keeps polling itself after each swap
+    assert console_client(org.outsider).get("/agents/claims-bot/budgets/").status_code == 404
