@@ -67,22 +67,8 @@ BUSY = 0.15  # share of the CPU used by other work (not our server, not wrk) tha
 BUSY_OTHERS: dict[str, tuple[float, float]] = {}  # name: (before, during)
 DECISIONS = "/api/v1/runtime/decisions/"
 DECISION_BODY = {"action": "tool.invoke", "tool": "lookup", "tool_action": "read"}
-# Three admin Cedar policies (as in bench/policy_eval.py), none of which forbids this allow.
-POLICIES = {
-    "large-refunds": (
-        'forbid(principal, action == Action::"tool.invoke", resource)\n'
-        "  when { context has amount && context.amount > 1000 };"
-    ),
-    "no-prod-at-night": (
-        'forbid(principal, action == Action::"tool.invoke", resource is Tool)\n'
-        '  when { context.environment == "prod" && resource.risk_class == "critical" &&\n'
-        "         (context.hour < 6 || context.hour > 21) };"
-    ),
-    "low-autonomy-no-delegation": (
-        'forbid(principal, action == Action::"delegate", resource)\n'
-        "  when { principal.autonomy_level < 2 };"
-    ),
-}
+# Three admin Cedar policies, none of which forbids this allow: bench/policy_eval.py's.
+from bench.policy_eval import POLICIES  # noqa: E402
 
 
 def setup() -> tuple[str, str]:
