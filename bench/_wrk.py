@@ -45,6 +45,30 @@ if prefix ~= nil then
   end
 end
 
+-- Paced mode (rate > 0): requests go out on a fixed schedule of rate/s for this thread (the
+-- next free slot, whichever connection is ready), like wrk2; latency is measured from sending.
+local rate = %(rate)s
+if rate > 0 then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } tether_timespec;
+    int clock_gettime(int clock, tether_timespec *ts);
+  ]]
+  local ts = ffi.new("tether_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
+  local next_slot = nil
+  function delay()
+    local now = now_ms()
+    if next_slot == nil or next_slot < now - 1000 then next_slot = now end
+    local wait = next_slot - now
+    next_slot = next_slot + 1000 / rate
+    return wait > 0 and math.floor(wait) or 0
+  end
+end
+
 function response(status, response_headers, response_body)
   if status < 200 or status > 299 then
     bad = bad + 1
@@ -133,10 +157,13 @@ def measure(
     connections: int = 16,
     threads: int = 1,
     tag: str = "run",
+    rate: float = 0,
 ) -> Result:
     """Load ``url`` with wrk for ``seconds``. With ``vary_id``, ``body["arguments"]["id"]`` is
     replaced per request by ``{tag}-{thread}-{n}``. ``expect`` is a Lua pattern every 2xx body
-    must contain. Raises LoadError on any socket error, non-2xx or unexpected body."""
+    must contain. ``rate`` > 0 paces the requests at that many a second in all (an offered load,
+    measuring latency at that rate rather than at saturation). Raises LoadError on any socket
+    error, non-2xx or unexpected body."""
     prefix = suffix = text = None
     if body is not None:
         if vary_id:
@@ -156,6 +183,7 @@ def measure(
         "prefix": _lua(prefix),
         "suffix": _lua(suffix),
         "expect": _lua(expect),
+        "rate": repr(float(rate) / threads),
     }
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         path = Path(tmp) / "load.lua"

@@ -14,14 +14,18 @@ Cedar policies (none of which forbids it) in its own PostgreSQL database
   2. the decision: ``POST /api/v1/runtime/decisions/`` with the run's Bearer token and a fresh
      ``arguments.id`` per request (the circuit breaker denies identical calls after 5);
   3. the reference gateway: LiteLLM's proxy (bench/_litellm.py), ``POST /chat/completions``
-     for a ``mock_response`` model, with a master key and a global ``max_budget``, 2 workers.
+     for a ``mock_response`` model, with a master key and a global ``max_budget``, 2 workers;
+  and once more the decision, paced at ``--rate`` (1,000/s) offered by the same 16 connections:
+  at saturation a closed loop's latency is the clients divided by the throughput (16 / 1,300 s
+  is 12 ms on average), so the p99 is also given at the target rate, as wrk2 would measure it.
 
 One sample decision is checked to be an ``allow`` before any load, and the wrk script checks
 every response: any socket error, non-2xx response, or decision that is not an ``allow`` stops
 the bench with the first such response (LiteLLM's failures are reported in its row instead).
 The CPU that other work on the machine (not the server under test, not wrk) takes is sampled
 before and during each window: above 15% the row is marked, since its figures are then low. Prints one table (req/s, p50, p99) and the targets, each
-PASS/FAIL: >= 1,000 decisions/s, decision p99 <= 15 ms, >= 50% of the floor's throughput,
+PASS/FAIL: >= 1,000 decisions/s, decision p99 <= 15 ms (at saturation, and at 1,000/s
+offered), >= 50% of the floor's throughput,
 >= 3x LiteLLM's, in-process median <= 1 ms. It is a report: the exit code is 0 whatever the
 marks say (non-zero only when the measurement itself could not be made).
 
@@ -46,6 +50,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -221,7 +226,7 @@ def load(
     """A short warm-up, then the measured window, with the same wrk settings for every target.
     ``server`` is the pid of the server under test: its process tree, and with ``uses_db`` our
     database's backends and Redis, are not "other work"."""
-    settings = {"connections": args.clients, "threads": args.threads}
+    settings: dict[str, Any] = {"connections": args.clients, "threads": args.threads}
     busy = _cpu.settle(server)
     if args.warmup > 0:
         _wrk.measure(url, seconds=args.warmup, tag=f"warm-{name}", **settings, **request)
@@ -237,7 +242,9 @@ def load(
     return result
 
 
-def measure_tether(token: str, args: argparse.Namespace) -> tuple[_wrk.Result, _wrk.Result]:
+def measure_tether(
+    token: str, args: argparse.Namespace
+) -> tuple[_wrk.Result, _wrk.Result, _wrk.Result]:
     server = subprocess.Popen(
         [
             sys.executable,
@@ -262,21 +269,26 @@ def measure_tether(token: str, args: argparse.Namespace) -> tuple[_wrk.Result, _
         floor = load(
             base + "/healthz", args, "floor: /healthz", server.pid, uses_db=False, expect='"ok"'
         )
-        decisions = load(
+        decision = {
+            "method": "POST",
+            "headers": {"Authorization": f"Bearer {token}"},
+            "body": DECISION_BODY,
+            "vary_id": True,
+            "expect": '"disposition":%s*"allow"',
+        }
+        decisions = load(base + DECISIONS, args, "decision (allow)", server.pid, **decision)
+        paced = load(
             base + DECISIONS,
             args,
-            "decision (allow)",
+            f"decision at {args.rate:.0f}/s offered",
             server.pid,
-            method="POST",
-            headers={"Authorization": f"Bearer {token}"},
-            body=DECISION_BODY,
-            vary_id=True,
-            expect='"disposition":%s*"allow"',
+            rate=args.rate,
+            **decision,
         )
     finally:
         server.terminate()
         server.wait(15)
-    return floor, decisions
+    return floor, decisions, paced
 
 
 def measure_litellm(args: argparse.Namespace) -> tuple[_wrk.Result | None, str]:
@@ -314,6 +326,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2, help="warm-up before each window")
     parser.add_argument("--clients", type=int, default=16, help="wrk connections")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument(
+        "--rate", type=float, default=1000, help="offered decisions/s for the paced run"
+    )
     parser.add_argument("--skip-litellm", action="store_true", help="no LiteLLM reference")
     args = parser.parse_args()
     os.environ.update(ENV)
@@ -347,12 +362,13 @@ def main() -> None:
 
     print(f"over HTTP with wrk: {args.clients} connections, {args.threads} thread(s), ", end="")
     print(f"{args.warmup:.0f} s warm-up + {args.seconds:.0f} s measured per target", flush=True)
-    floor, decisions = measure_tether(token, args)
+    floor, decisions, paced = measure_tether(token, args)
     litellm, why = (
         (None, "skipped (--skip-litellm)") if args.skip_litellm else measure_litellm(args)
     )
 
     rows = [("floor: /healthz", floor), ("decision (allow)", decisions)]
+    rows.append((f"decision at {args.rate:.0f}/s offered", paced))
     rows.append(("LiteLLM /chat/completions", litellm))
     print()
     print(f"{'endpoint':30} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
@@ -373,7 +389,12 @@ def main() -> None:
     versus = decisions.rps / litellm.rps if litellm else None
     checks = [
         (f"decisions/s >= 1000: {decisions.rps:.0f}", decisions.rps >= 1000),
-        (f"decision p99 <= 15 ms: {decisions.p99_ms:.2f} ms", decisions.p99_ms <= 15),
+        (f"decision p99 <= 15 ms at saturation: {decisions.p99_ms:.2f} ms", decisions.p99_ms <= 15),
+        (
+            f"decision p99 <= 15 ms at {args.rate:.0f}/s offered: {paced.p99_ms:.2f} ms "
+            f"({paced.rps:.0f}/s served)",
+            paced.p99_ms <= 15 and paced.rps >= 0.98 * args.rate,
+        ),
         (f"decisions >= 50% of the floor: {share:.0%}", share >= 0.5),
         (
             f"decisions >= 3x LiteLLM: {versus:.1f}x" if versus else "decisions >= 3x LiteLLM",

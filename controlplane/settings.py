@@ -240,7 +240,7 @@ SPECTACULAR_SETTINGS = {
 POLICY_REFRESH_MS = envint("POLICY_REFRESH_MS", 1000)
 # Threads per web process that answer decisions, each keeping a database connection
 # (apps.common.hotpath); with DB_POOL_MAX per process, leave room for the console's requests.
-HOT_PATH_THREADS = envint("HOT_PATH_THREADS", 4)
+HOT_PATH_THREADS = envint("HOT_PATH_THREADS", 3)
 
 # Token digests are keyed by this, so a database dump alone cannot verify a token.
 TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY

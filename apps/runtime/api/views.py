@@ -95,9 +95,12 @@ class DecisionApi(_RunTokenApi):
         parameters=[IDEMPOTENCY_KEY_HEADER],
         request=DecisionInput, responses={200: DecisionOutput}, operation_id="runtime_decide",
         summary="Ask before a governed step: allow, deny, modify, ask or defer",
+        description="Recorded before it is answered. Send an Idempotency-Key so that a retry "
+        "gets the first answer and is charged once; a `defer` says when to ask again "
+        "(`retry_after`, seconds).",
     )  # fmt: skip
     def post(self, request: Request) -> Response:
-        """Under ASGI this path is served by ``apps.runtime.api.asgi`` (same rules, leaner)."""
+        # Under ASGI this path is served by apps/runtime/api/asgi.py (same rules, leaner).
         answer = decision_answer(
             self.run_for(request), request.data, request.headers.get("Idempotency-Key")
         )
