@@ -206,12 +206,13 @@ class RedisCounterStore:
         except redis.RedisError as exc:
             raise CounterStoreUnavailable(str(exc)) from exc
 
-    def read(self, keys: list[str]) -> list[float]:
-        """Current values; a missing key reads 0 (it is rebuilt when it is next charged)."""
+    def read(self, keys: list[str]) -> list[float | None]:
+        """Current values; None for a missing key (it is rebuilt when it is next charged)."""
         try:
-            return [float(v or 0) for v in self._redis.mget(keys)] if keys else []
+            values = self._redis.mget(keys) if keys else []
         except redis.RedisError as exc:
             raise CounterStoreUnavailable(str(exc)) from exc
+        return [None if v is None else float(v) for v in values]
 
 
 class LocalCounterStore:
@@ -287,9 +288,9 @@ class LocalCounterStore:
             if not self._missing(key):  # as in Redis: a missing counter is rebuilt instead
                 self._values[key] += amount
 
-    def read(self, keys: list[str]) -> list[float]:
+    def read(self, keys: list[str]) -> list[float | None]:
         with self._lock:
-            return [self._get(k) for k in keys]
+            return [None if self._missing(k) else self._get(k) for k in keys]
 
 
 @lru_cache(maxsize=1)

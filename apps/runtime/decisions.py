@@ -55,6 +55,7 @@ from .constants import (
 )
 from .counters import Counter, CounterStoreUnavailable, Reservation, counter_store
 from .generation import budget_cache_token
+from .ledger import ledger_state
 from .models import AgentCredential, Budget, BudgetLedgerEntry, Decision, Run
 
 logger = logging.getLogger(__name__)
@@ -520,9 +521,10 @@ def _policy_text(policy: _PolicyAnswer) -> str:
     return "No policy permits this (default deny)."
 
 
-def _period(run: Run, scope: str) -> tuple[str, int]:
+def _period(run: Run | None, scope: str) -> tuple[str, int]:
     """The budget period's key and how long its counter lives (ttl seconds)."""
     if scope == BudgetScope.RUN:
+        assert run is not None  # a run budget's period is its run
         return f"run:{run.pk}", 2 * 86400
     day = _today()
     return (day, 2 * 86400) if scope == BudgetScope.AGENT_DAY else (day[:7], 62 * 86400)
@@ -715,15 +717,41 @@ def _budget_view(
     missing = [b for b in wanted if b.pk not in known]
     if missing:
         try:
-            read = counter_store().read([_budget_key(b, _period(run, b.scope)[0]) for b in missing])
+            known.update(budget_used(missing, run))
         except CounterStoreUnavailable:
-            read = [0.0] * len(missing)
-        known.update(zip((b.pk for b in missing), read, strict=True))
+            known.update((b.pk, 0.0) for b in missing)
     return {
         b.name: _view_entry(b, known[b.pk])
         for b in everything
         if b.pk in known and b.kind != BudgetKind.WALL_TIME
     }
+
+
+def budget_used(budgets: list[Budget], run: Run | None = None) -> dict[int, float]:
+    """What each budget has used in its current period (run budgets only with ``run``).
+
+    The hot counter's value; where the counter is missing (Redis lost it, and nothing has
+    charged the budget since, which would rebuild it) the ledger's sum, so a view never shows a
+    spent budget as untouched. Raises ``CounterStoreUnavailable``.
+    """
+    keyed = [
+        (b, _period(run, b.scope)[0])
+        for b in budgets
+        if run is not None or b.scope != BudgetScope.RUN
+    ]
+    values = counter_store().read([_budget_key(b, period) for b, period in keyed])
+    lost = [(b.pk, period) for (b, period), v in zip(keyed, values, strict=True) if v is None]
+    try:
+        ledger = ledger_state(lost) if lost else {}
+    except DatabaseError as exc:
+        raise CounterStoreUnavailable(f"the budget ledger is unreachable ({exc})") from exc
+    used: dict[int, float] = {}
+    for (budget, period), value in zip(keyed, values, strict=True):
+        if value is None:
+            state = ledger.get((budget.pk, period))
+            value = float(state.total) if state else 0.0
+        used[budget.pk] = value
+    return used
 
 
 def _unavailable(run: Run, request: DecisionRequest, why: str) -> Outcome:

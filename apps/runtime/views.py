@@ -32,7 +32,8 @@ from apps.registry.selectors import agent_get
 
 from . import selectors, services
 from .constants import BudgetKind, BudgetScope
-from .counters import CounterStoreUnavailable, counter_store
+from .counters import CounterStoreUnavailable
+from .decisions import budget_used
 from .forms import BudgetForm, CredentialIssueForm, DecisionFilterForm, DelegationForm
 from .models import AgentCredential, Budget, Decision, Delegation
 
@@ -69,22 +70,14 @@ def _no_store(response: HttpResponse) -> HttpResponse:
 def _budget_rows(user: Any, budgets: list[Budget]) -> tuple[list[dict[str, Any]], bool]:
     """Each budget with what is used now and whether the user may change it;
     (rows, counter store reachable)."""
-    now = timezone.now()
-    keyed: list[tuple[Budget, str]] = []
-    for budget in budgets:
-        if budget.scope == BudgetScope.RUN or budget.kind == BudgetKind.WALL_TIME:
-            continue
-        period = now.strftime("%Y-%m-%d" if budget.scope == BudgetScope.AGENT_DAY else "%Y-%m")
-        keyed.append((budget, f"tether:budget:{budget.pk}:{period}"))
+    counted = [b for b in budgets if b.scope != BudgetScope.RUN and b.kind != BudgetKind.WALL_TIME]
     used: dict[int, float] = {}
     reachable = True
-    if keyed:
+    if counted:
         try:
-            values = counter_store().read([key for _b, key in keyed])
+            used = budget_used(counted)
         except CounterStoreUnavailable:
             reachable = False
-        else:
-            used = {b.pk: v for (b, _key), v in zip(keyed, values, strict=True)}
     changeable = set(
         Budget.objects.for_user(user, CHANGE)
         .filter(pk__in=[b.pk for b in budgets])

@@ -379,3 +379,25 @@ def test_a_decision_whose_pipeline_needs_postgresql_while_it_is_down_is_a_spoole
     )
     close_old_connections()
     assert spool_replay() == 1
+
+
+@pytest.mark.django_db
+def test_after_a_redis_loss_the_budgets_shown_come_from_the_ledger_until_rebuilt(
+    setup, private_redis
+):
+    from apps.runtime.decisions import budget_used
+
+    per_run = budget(setup, "tool_calls", 10)
+    daily = Budget.objects.create(
+        name="daily calls", slug="daily-calls", kind="tool_calls", scope="agent_day",
+        agent=setup.agent, limit=100,
+    )  # fmt: skip
+    run, _ = start_run(setup)
+    for i in range(3):
+        decide(run=run, request=lookup(i))
+
+    private_redis.kill()
+    private_redis.start()  # empty: every counter is gone
+    # Nothing has charged since, so nothing is rebuilt yet; the view still tells the truth.
+    assert budget_used([per_run, daily], run) == {per_run.pk: 3.0, daily.pk: 3.0}
+    assert budget_used([per_run, daily]) == {daily.pk: 3.0}  # the console's view: no run

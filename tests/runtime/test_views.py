@@ -10,8 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.runtime import views as runtime_views
-from apps.runtime.counters import RedisCounterStore, counter_store
+from apps.runtime.counters import counter_store
 from apps.runtime.decisions import DecisionRequest, decide
 from apps.runtime.models import AgentCredential, Budget, Decision, Delegation
 
@@ -192,17 +191,19 @@ def test_the_agent_page_shows_each_budget_with_used_and_remaining(org, setup):
     assert "<meter" in page
 
 
-def test_the_agent_page_says_so_when_the_budget_store_is_down(org, setup, monkeypatch):
+def test_the_agent_page_says_so_when_the_budget_store_is_down(org, setup, settings):
     Budget.objects.create(
         name="Daily calls", kind="tool_calls", scope="agent_day", agent=setup.agent, limit=10
     )
-    dead = RedisCounterStore("redis://127.0.0.1:1/0")  # nothing listens on port 1
-    monkeypatch.setattr(runtime_views, "counter_store", lambda: dead)
-    response = client_for(org.owner).get(setup.agent.get_absolute_url())
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    counter_store.cache_clear()
+    try:
+        response = client_for(org.owner).get(setup.agent.get_absolute_url())
+    finally:
+        counter_store.cache_clear()
     assert response.status_code == 200
     page = response.content.decode()
     assert "Budget store unreachable" in page and "Daily calls" in page
-    counter_store.cache_clear()
 
 
 # --- decision explorer -----------------------------------------------------------------------
