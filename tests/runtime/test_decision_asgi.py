@@ -30,12 +30,13 @@ def hot_threads_let_go_of_the_test_database():
     hotpath.shut_down()  # else their connections keep the test database from being dropped
 
 
-def call(*requests: dict[str, Any]) -> list[httpx.Response]:
+def call(*requests: dict[str, Any], scheme: str = "http") -> list[httpx.Response]:
     """Send the requests in order to the ASGI application; their responses."""
 
     async def main() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        base = f"{scheme}://127.0.0.1"
+        async with httpx.AsyncClient(transport=transport, base_url=base) as http:
             return [await http.request(**r) for r in requests]
 
     return asyncio.run(main())
@@ -156,3 +157,12 @@ def test_a_hot_thread_whose_connection_broke_fails_closed_once_then_recovers(set
     # could not be recorded; never a 500, never an allow. Then the thread has a new connection.
     assert met.status_code == 503 or met.json()["disposition"] == "deny", met.text
     assert [a.json()["disposition"] for a in after] == ["allow"] * 4
+
+
+def test_with_https_required_plain_http_is_refused_and_https_answered(setup, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    _, token = start_run(setup)
+    [plain] = call(ask(token))
+    [secure] = call(ask(token), scheme="https")
+    assert (plain.status_code, plain.json()["error"]["code"]) == (403, "https_required")
+    assert secure.status_code == 200 and secure.json()["disposition"] == "allow"

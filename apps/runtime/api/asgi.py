@@ -6,8 +6,10 @@ URL resolution and DRF's dispatch: more than the decision itself. This adapter a
 with the same rules in less: the token check, the strict JSON parser, ``decision_answer``
 (the function the DRF view calls too) and the API's one error shape, run in a hot-path thread.
 
-What the middleware would add and matters here is done here too: the Host header is checked
-against ``ALLOWED_HOSTS``, the request gets an id (``X-Request-ID``), answers are not cached or
+What the middleware would add and matters here is done here too: HTTPS is required when
+``SECURE_SSL_REDIRECT`` is on (uvicorn takes the scheme from the proxy's ``X-Forwarded-Proto``
+when the proxy is trusted, ``FORWARDED_ALLOW_IPS``), the Host header is checked against
+``ALLOWED_HOSTS``, the request gets an id (``X-Request-ID``), answers are not cached or
 sniffed. Under WSGI and in Django's test client the DRF view serves the path instead.
 """
 
@@ -50,7 +52,7 @@ class DecisionEndpoint:
         if scope["method"] != "POST":
             answer: Answer = (405, error_body("method_not_allowed", "Use POST."))
             return await _send(send, answer, request_id, extra=[(b"allow", b"POST")])
-        problem = _refused(headers)
+        problem = _refused(headers, scope.get("scheme", "http"))
         if problem:
             return await _send(send, problem, request_id)
         body = await _read_body(receive)
@@ -65,8 +67,12 @@ class DecisionEndpoint:
         await _send(send, answer, request_id)
 
 
-def _refused(headers: dict[str, str]) -> Answer | None:
-    """What Django's middleware and DRF would refuse before the view: bad host, wrong type."""
+def _refused(headers: dict[str, str], scheme: str) -> Answer | None:
+    """What Django's middleware and DRF would refuse before the view: plain HTTP where HTTPS
+    is required, a bad host, a body that is not JSON."""
+    if settings.SECURE_SSL_REDIRECT and scheme != "https":
+        # Django would redirect; an agent's POST cannot follow that, so it is told instead.
+        return 403, error_body("https_required", "Send decisions over HTTPS.")
     domain, _port = split_domain_port(headers.get("host", ""))
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
