@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "apps.registry",
     "apps.policy",
     "apps.runtime",
+    "apps.traces",
 ]
 
 MIDDLEWARE = [
@@ -180,6 +181,9 @@ SESSION_COOKIE_HTTPONLY = True
 # Bodies over this are refused with 413/400 before any parsing.
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+# The OTLP receiver reads its own body (exports are bigger than forms): refused with 413 over
+# this, on the wire and again after gzip inflating.
+OTLP_MAX_BODY_BYTES = envint("OTLP_MAX_BODY_BYTES", 8 * 1024 * 1024)
 
 # --- I18N / static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

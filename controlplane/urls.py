@@ -16,6 +16,7 @@ urlpatterns = [
     # The agents' hot path and the probe first: Django tries patterns in order.
     path("api/v1/runtime/", include("apps.runtime.api.urls")),
     path("healthz", healthz, name="healthz"),
+    path("", include("apps.traces.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.runtime.urls")),
     path("accounts/", include("apps.accounts.urls")),
