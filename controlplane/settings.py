@@ -101,7 +101,7 @@ if DATABASE_URL:
         DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             "min_size": envint("DB_POOL_MIN", 2),
-            "max_size": envint("DB_POOL_MAX", 16),
+            "max_size": envint("DB_POOL_MAX", 20),
             # Short: while PostgreSQL is down a decision waits this long before it is denied.
             "timeout": envint("DB_POOL_TIMEOUT", 2),
         }

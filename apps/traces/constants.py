@@ -30,3 +30,7 @@ ENVIRONMENT_MAX = 32
 
 # Rows per INSERT; keeps each statement well under SQLite's and PostgreSQL's parameter limits.
 INSERT_BATCH = 500
+
+# Tokens read tth_ingest_<lookup>_<secret> (apps.common.tokens).
+INGEST_KEY_KIND = "ingest"
+INGEST_KEY_NAME_MAX = 100

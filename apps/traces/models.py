@@ -2,10 +2,44 @@ from __future__ import annotations
 
 from django.db import models
 
+from apps.registry.constants import Environment
 from apps.registry.models import Agent
 from apps.runtime.models import AgentCredential, Run
 
-from .constants import ENVIRONMENT_MAX, IDENT_MAX, MESSAGE_MAX, NAME_MAX, SpanKind, SpanStatus
+from .constants import (
+    ENVIRONMENT_MAX,
+    IDENT_MAX,
+    INGEST_KEY_NAME_MAX,
+    MESSAGE_MAX,
+    NAME_MAX,
+    SpanKind,
+    SpanStatus,
+)
+
+
+class IngestKey(models.Model):
+    """A secret that lets a collector or a fleet export spans for any agent.
+
+    Unlike an agent credential it is tied to no agent: spans sent with it are attributed only by
+    what they say (``gen_ai.agent.id``/``name``, ``service.name``). ``environment`` is the
+    default for spans that name none; empty means they must name it themselves. Stored as a
+    lookup plus an HMAC digest (apps.common.tokens); the plaintext is shown once.
+    """
+
+    name = models.CharField(max_length=INGEST_KEY_NAME_MAX)
+    environment = models.CharField(max_length=16, choices=Environment.choices, blank=True)
+    lookup = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    created_by_name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Span(models.Model):
@@ -14,9 +48,10 @@ class Span(models.Model):
     Ids are lowercase hex as in OTLP/JSON (32 characters for a trace, 16 for a span). ``agent``
     is the registered agent the span names (null when nobody registered it; see
     :class:`UnregisteredAgent`), ``agent_name`` what the span said. ``run`` links to a runtime
-    run when the span carried ``tether.run.id`` for a run of the sending credential's agent;
-    ``run_ref`` keeps the id as sent either way. ``attributes`` and ``resource`` hold what the
-    mapping did not lift into columns.
+    run when the span carried ``tether.run.id`` for a run of the sending credential's agent (or,
+    sent with an ingest key, of the agent the span names); ``run_ref`` keeps the id as sent
+    either way. ``credential`` or ``ingest_key`` records who sent it. ``attributes`` and
+    ``resource`` hold what the mapping did not lift into columns.
 
     Not yet partitioned: this slice stores spans in one plain table. Time partitioning
     (PostgreSQL declarative partitions on ``start_time``, with retention per environment and
@@ -41,6 +76,14 @@ class Span(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
         help_text="The credential that sent the span: provenance, whatever agent it names.",
+    )
+    ingest_key = models.ForeignKey(
+        IngestKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The ingest key that sent the span, when no agent credential did.",
     )
     run = models.ForeignKey(
         Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="spans"

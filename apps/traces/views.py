@@ -1,4 +1,4 @@
-"""``POST /v1/traces``: the OTLP/HTTP trace receiver.
+"""``POST /v1/traces``, the OTLP/HTTP trace receiver; and the admins' trace ingest page.
 
 Answers as the OTLP specification says: the response has the request's content type
 (protobuf or JSON); success is an ``ExportTraceServiceResponse`` (with ``partial_success``
@@ -11,16 +11,28 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from apps.accounts.permissions import scope_of
+from apps.accounts.views import current_user, role_required
+from apps.common.errors import ApplicationError
 from apps.runtime.models import AgentCredential
 from apps.runtime.services import Unauthenticated, credential_authenticate
 
+from . import selectors, services
+from .constants import INGEST_KEY_KIND
+from .forms import IngestKeyForm
+from .models import IngestKey
 from .otlp import JSON, PROTOBUF, BodyTooLarge, MalformedBody, decode_request, gunzip_bounded
 from .services import spans_ingest
 
@@ -64,12 +76,19 @@ def _error(body_type: str, status: int, message: str) -> HttpResponse:
     return response
 
 
-def _authenticate(request: HttpRequest) -> AgentCredential:
+def _authenticate(request: HttpRequest) -> AgentCredential | IngestKey:
+    """The agent credential or ingest key in ``Authorization: Bearer``, told apart by prefix."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthenticated("Send an agent credential: Authorization: Bearer tth_agent_...")
-    return credential_authenticate(token.strip())
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated(
+            "Send an agent credential or an ingest key: "
+            "Authorization: Bearer tth_agent_... or tth_ingest_..."
+        )
+    if token.startswith(f"tth_{INGEST_KEY_KIND}_"):
+        return services.ingest_key_authenticate(token)
+    return credential_authenticate(token)
 
 
 def _read_body(request: HttpRequest, limit: int) -> bytes:
@@ -95,7 +114,7 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         response["Allow"] = "POST"
         return response
     try:
-        credential = _authenticate(request)
+        sender = _authenticate(request)
     except Unauthenticated as exc:
         return _error(body_type, 401, exc.message)
     except (OperationalError, InterfaceError):
@@ -116,7 +135,10 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
     except MalformedBody as exc:
         return _error(body_type, 400, str(exc))
     try:
-        result = spans_ingest(credential=credential, request=export)
+        if isinstance(sender, IngestKey):
+            result = spans_ingest(ingest_key=sender, request=export)
+        else:
+            result = spans_ingest(credential=sender, request=export)
     except (OperationalError, InterfaceError):
         logger.warning("OTLP receiver: database unavailable while storing", exc_info=True)
         return _error(body_type, 503, "The trace store is unavailable; retry later.")
@@ -125,3 +147,69 @@ def otlp_traces(request: HttpRequest) -> HttpResponse:
         response.partial_success.rejected_spans = result.rejected
         response.partial_success.error_message = result.error_message
     return _answer(body_type, response)
+
+
+# --- the trace ingest page (admins) ----------------------------------------------------------
+
+INGEST_REFUSED = "Trace ingest is managed by admins. Ask an admin for an ingest key."
+
+
+def _ingest_page(
+    request: HttpRequest, form: IngestKeyForm, *, issued: str = "", status: int = 200
+) -> HttpResponse:
+    user = current_user(request)
+    context = {
+        "section": "traces",
+        "form": form,
+        "keys": list(selectors.ingest_key_list(user=user)),
+        "unregistered": list(selectors.unregistered_agents(user=user)),
+        "issued": issued,
+    }
+    response = render(request, "traces/ingest.html", context, status=status)
+    if issued:
+        # The plaintext is on this response only; keep it out of every cache.
+        add_never_cache_headers(response)
+        response["Cache-Control"] += ", no-store"
+    return response
+
+
+@role_required
+@require_http_methods(["GET", "POST"])
+def ingest(request: HttpRequest) -> HttpResponse:
+    """Ingest keys (issuing one shows its secret once, here) and the unregistered agents."""
+    if not scope_of(request.user).is_admin:
+        return render(request, "error.html", {"status": 403, "message": INGEST_REFUSED}, status=403)
+    if request.method != "POST":
+        return _ingest_page(request, IngestKeyForm())
+    form = IngestKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            _key, issued = services.ingest_key_issue(
+                actor=current_user(request),
+                name=form.cleaned_data["name"],
+                environment=form.cleaned_data["environment"],
+            )
+        except ApplicationError as exc:
+            for field, errors in exc.details.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+            if not exc.details:
+                form.add_error(None, exc.message)
+        else:
+            return _ingest_page(request, IngestKeyForm(), issued=issued.plaintext, status=201)
+    return _ingest_page(request, form, status=400)
+
+
+@login_required  # anyone but an admin: the selector answers 404
+@require_POST
+def ingest_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = selectors.ingest_key_get(user=request.user, key_id=key_id)
+    try:
+        services.ingest_key_revoke(actor=current_user(request), key=key)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Revoked the ingest key “{key.name}”. Exports sent with it now get 401."
+        )
+    return redirect("traces:ingest")
