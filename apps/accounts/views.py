@@ -13,10 +13,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.common.errors import ApplicationError
+from apps.common.views import never_stored
 
 from . import selectors, services
 from .forms import TokenCreateForm
@@ -76,9 +76,7 @@ def _tokens_page(
     }
     response = render(request, "accounts/tokens.html", context, status=status)
     if issued:
-        # The plaintext is on this page only; keep it out of every cache.
-        add_never_cache_headers(response)
-        response["Cache-Control"] += ", no-store"
+        never_stored(response)  # the plaintext is on this response only
     return response
 
 

@@ -8,6 +8,13 @@ from django.shortcuts import render
 from .errors import error_body
 
 
+def never_stored(response: HttpResponse) -> HttpResponse:
+    """A page that shows a secret once must not be kept by the browser or any cache."""
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return request.path.startswith("/api/") or request.path.startswith("/v1/")
 

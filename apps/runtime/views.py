@@ -26,6 +26,7 @@ from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
 from apps.common.htmx import wants_fragment
 from apps.common.tokens import IssuedToken
+from apps.common.views import never_stored
 from apps.registry.forms import apply_service_error
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
@@ -55,13 +56,6 @@ def _check_id(value: int) -> int:
     if value > BIGINT_MAX:
         raise Http404("No such object.")
     return value
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    """A page that shows a secret must not be kept by the browser or any cache."""
-    response["Cache-Control"] = "no-store"
-    response["Pragma"] = "no-cache"
-    return response
 
 
 # --- the agent page's runtime cards ----------------------------------------------------------
@@ -142,7 +136,7 @@ def _issued_page(
         "issued": issued.plaintext,
         "rotated": rotated,
     }
-    return _no_store(render(request, "runtime/credential_issued.html", context, status=201))
+    return never_stored(render(request, "runtime/credential_issued.html", context, status=201))
 
 
 @login_required  # outsiders: the selector answers 404

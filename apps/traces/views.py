@@ -16,7 +16,6 @@ from django.contrib.auth.decorators import login_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.cache import add_never_cache_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from google.protobuf import json_format
@@ -26,6 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from apps.accounts.permissions import scope_of
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
+from apps.common.views import never_stored
+from apps.registry.forms import apply_service_error
 from apps.runtime.models import AgentCredential
 from apps.runtime.services import Unauthenticated, credential_authenticate
 
@@ -167,9 +168,7 @@ def _ingest_page(
     }
     response = render(request, "traces/ingest.html", context, status=status)
     if issued:
-        # The plaintext is on this response only; keep it out of every cache.
-        add_never_cache_headers(response)
-        response["Cache-Control"] += ", no-store"
+        never_stored(response)  # the plaintext is on this response only
     return response
 
 
@@ -190,11 +189,7 @@ def ingest(request: HttpRequest) -> HttpResponse:
                 environment=form.cleaned_data["environment"],
             )
         except ApplicationError as exc:
-            for field, errors in exc.details.items():
-                for error in errors:
-                    form.add_error(field if field in form.fields else None, error)
-            if not exc.details:
-                form.add_error(None, exc.message)
+            apply_service_error(form, exc)
         else:
             return _ingest_page(request, IngestKeyForm(), issued=issued.plaintext, status=201)
     return _ingest_page(request, form, status=400)

@@ -15,10 +15,18 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from apps.policy.evaluation import reset_snapshot
+from apps.runtime.decisions import forget_caches
 
 REDIS_SERVER = "/usr/bin/redis-server"
 POSTGRES_BINS = "/usr/lib/postgresql/*/bin"
@@ -148,3 +156,48 @@ class PostgresCluster:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
         }
+
+
+# --- a fixture: the whole importing module on a private cluster -------------------------------
+
+
+def _forget_process_state() -> None:
+    forget_caches()
+    reset_snapshot()
+    ContentType.objects.clear_cache()
+
+
+def _close(wrapper: BaseDatabaseWrapper) -> None:
+    wrapper.close()
+    if getattr(wrapper, "pool", None) is not None:
+        wrapper.close_pool()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_postgres(django_db_setup, django_db_blocker) -> Iterator[PostgresCluster]:
+    """Point the ``default`` database at a private cluster for the module that imports this
+    fixture (autouse there), migrated like the session's test database."""
+    cluster = PostgresCluster()
+    try:
+        cluster.init()
+        cluster.start()
+        shared_settings = connections.settings["default"]
+        shared_connection = connections["default"]
+        # Django keeps a psycopg pool per alias at class level: close it, or the new wrapper
+        # would borrow connections to the shared server.
+        _close(shared_connection)
+        connections.settings["default"] = cluster.settings_for(shared_settings)
+        del connections["default"]
+        with django_db_blocker.unblock():
+            call_command("migrate", run_syncdb=True, interactive=False, verbosity=0)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT inet_server_port()")
+                assert cursor.fetchone()[0] == cluster.port, "not on the private cluster"
+        _forget_process_state()
+        yield cluster
+        _close(connections["default"])
+        connections.settings["default"] = shared_settings
+        connections["default"] = shared_connection
+        _forget_process_state()
+    finally:
+        cluster.close()

@@ -15,14 +15,10 @@ from decimal import Decimal
 
 import pytest
 import redis
-from django.contrib.contenttypes.models import ContentType
-from django.core.management import call_command
-from django.db import close_old_connections, connection, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import close_old_connections, connection
 from django.db.models import Sum
 from django.test.utils import CaptureQueriesContext
 
-from apps.policy.evaluation import reset_snapshot
 from apps.runtime import counters
 from apps.runtime.decisions import (
     DecisionRequest,
@@ -35,7 +31,7 @@ from apps.runtime.decisions import (
 from apps.runtime.models import Budget, BudgetLedgerEntry, Decision
 
 from .conftest import Setup, start_run
-from .servers import PostgresCluster, RedisServer
+from .servers import RedisServer, private_postgres  # noqa: F401  (autouse: the module's cluster)
 
 
 def lookup(i: int) -> DecisionRequest:
@@ -50,48 +46,6 @@ def lookup(i: int) -> DecisionRequest:
 REFUND = DecisionRequest(
     action="tool.invoke", tool="payment-refund", tool_action="create", arguments={"amount": 5}
 )
-
-
-def _forget_process_state() -> None:
-    forget_caches()
-    reset_snapshot()
-    ContentType.objects.clear_cache()
-
-
-def _close(wrapper: BaseDatabaseWrapper) -> None:
-    wrapper.close()
-    if getattr(wrapper, "pool", None) is not None:
-        wrapper.close_pool()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def private_postgres(django_db_setup, django_db_blocker) -> Iterator[PostgresCluster]:
-    """Point the ``default`` database at a private cluster for this module, migrated like the
-    session's test database (migrations, or syncdb under --nomigrations)."""
-    cluster = PostgresCluster()
-    try:
-        cluster.init()
-        cluster.start()
-        shared_settings = connections.settings["default"]
-        shared_connection = connections["default"]
-        # Django keeps a psycopg pool per alias at class level: close it, or the new wrapper
-        # would borrow connections to the shared server.
-        _close(shared_connection)
-        connections.settings["default"] = cluster.settings_for(shared_settings)
-        del connections["default"]
-        with django_db_blocker.unblock():
-            call_command("migrate", run_syncdb=True, interactive=False, verbosity=0)
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT inet_server_port()")
-                assert cursor.fetchone()[0] == cluster.port, "not on the private cluster"
-        _forget_process_state()
-        yield cluster
-        _close(connections["default"])
-        connections.settings["default"] = shared_settings
-        connections["default"] = shared_connection
-        _forget_process_state()
-    finally:
-        cluster.close()
 
 
 @pytest.fixture
@@ -309,7 +263,10 @@ def as_a_request(run, request: DecisionRequest) -> Decision:
 
 @pytest.mark.django_db(transaction=True)
 def test_postgresql_stopped_mid_run_spools_denies_and_they_are_replayed_when_it_is_back(
-    setup, settings, tmp_path, private_postgres
+    setup,
+    settings,
+    tmp_path,
+    private_postgres,  # noqa: F811  (the imported fixture)
 ):
     settings.VAR_DIR = tmp_path
     # The policy snapshot stays fresh through the outage, so the pipeline needs no query and
@@ -359,7 +316,10 @@ def test_postgresql_stopped_mid_run_spools_denies_and_they_are_replayed_when_it_
 
 @pytest.mark.django_db(transaction=True)
 def test_a_decision_whose_pipeline_needs_postgresql_while_it_is_down_is_a_spooled_deny(
-    setup, settings, tmp_path, private_postgres
+    setup,
+    settings,
+    tmp_path,
+    private_postgres,  # noqa: F811  (the imported fixture)
 ):
     settings.VAR_DIR = tmp_path
     settings.POLICY_REFRESH_MS = 0  # every decision checks the policy snapshot's freshness
