@@ -331,7 +331,7 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
             budgets=_budget_view(run, []),
         )
 
-    args_hash = request.arguments_sha256 or _arguments_hash({})
+    args_hash = request.arguments_sha256 or NO_ARGUMENTS_SHA256
 
     def circuit_alert() -> None:
         audit_record(
@@ -543,14 +543,24 @@ _day: tuple[int, str] = (0, "")
 
 
 IDEMPOTENCY_PREFIX = "tether:idem:"
+NO_ARGUMENTS_SHA256 = hashlib.sha256(b"{}").hexdigest()  # the breaker's key for a bare call
+
+
+def _idempotency_key(run: Run, key: str) -> str:
+    return f"{IDEMPOTENCY_PREFIX}{run.pk}:{key}"
+
+
+def _repeated() -> None:
+    raise _Repeated
 
 
 def _idempotency_guard(run: Run, key: str) -> Guard:
-    """Set once per (run, key) together with the budgets, so a retry cannot charge them twice."""
+    """Set once per (run, key) together with the budgets, so a retry cannot charge them twice;
+    refused, it answers as the first attempt did (``decide``)."""
     counter = Counter(
-        key=f"{IDEMPOTENCY_PREFIX}{run.pk}:{key}", amount=1, limit=1, ttl=IDEMPOTENCY_TTL_SECONDS
+        key=_idempotency_key(run, key), amount=1, limit=1, ttl=IDEMPOTENCY_TTL_SECONDS
     )
-    return Guard(counter, Reason.DECISION_PENDING, "")
+    return Guard(counter, Reason.DECISION_PENDING, "", on_refusal=_repeated)
 
 
 def _budget_key(budget: Budget, period: str) -> str:
@@ -564,7 +574,9 @@ class Guard:
     counter: Counter
     reason: str
     reasoning: str
-    on_refusal: Any = None  # called before answering, e.g. to raise an alert
+    on_refusal: Any = (
+        None  # called before answering: raises an alert, or raises to answer otherwise
+    )
     defer_seconds: int | None = None  # refusal is ``defer`` (ask again then), not ``deny``
 
 
@@ -636,8 +648,6 @@ def _reserve(
         first = reservation.refused[0]
         if first < len(guards):
             guard = guards[first]
-            if guard.counter.key.startswith(IDEMPOTENCY_PREFIX):
-                raise _Repeated
             if guard.on_refusal:
                 guard.on_refusal()
             if guard.defer_seconds is not None:
@@ -827,7 +837,7 @@ def _release_idempotency(run: Run, key: str) -> None:
     """The first answer was never recorded: let a retry be decided afresh, not wait for it."""
     # If Redis is down too, the key expires on its own; a retry meanwhile is deferred.
     with contextlib.suppress(CounterStoreUnavailable):
-        counter_store().adjust(_idempotency_guard(run, key).counter.key, -1)
+        counter_store().adjust(_idempotency_key(run, key), -1)
 
 
 def _write(
