@@ -89,22 +89,22 @@ if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))
     }
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _db = DATABASES["default"]
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        options = _db.setdefault("OPTIONS", {})
         # Django turns psycopg's statement cache off; the few hot statements that ask to be
         # prepared (apps.common.db) need it on. Django's own queries are unaffected.
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and envbool(
-        "DB_POOL", True
-    ):
-        # Under ASGI every request runs its sync code in a fresh thread, and a thread-local
-        # connection would be opened (and leaked) per request: psycopg's pool lends one instead.
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": envint("DB_POOL_MIN", 2),
-            "max_size": envint("DB_POOL_MAX", 20),
-            # Short: while PostgreSQL is down a decision waits this long before it is denied.
-            "timeout": envint("DB_POOL_TIMEOUT", 2),
-        }
+        options["prepare_threshold"] = 5
+        if envbool("DB_POOL", True):
+            # Under ASGI every request runs its sync code in a fresh thread, and a thread-local
+            # connection would be opened (and leaked) per request: psycopg's pool lends one.
+            _db["CONN_MAX_AGE"] = 0
+            options["pool"] = {
+                "min_size": envint("DB_POOL_MIN", 2),
+                "max_size": envint("DB_POOL_MAX", 20),
+                # Short: while PostgreSQL is down a request waits this long before failing.
+                "timeout": envint("DB_POOL_TIMEOUT", 2),
+            }
 else:
     DATABASES = {
         "default": {
