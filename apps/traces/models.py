@@ -124,6 +124,48 @@ class Span(models.Model):
         return f"{self.kind} {self.name} ({self.trace_id}/{self.span_id})"
 
 
+class Trace(models.Model):
+    """One trace as the fabric sees it, rolled up from its spans as they are stored.
+
+    The runs list, the fleet page and per-agent queries read these rows instead of grouping
+    millions of spans. Spans of one trace may arrive over many exports, in any order, so every
+    column is a commutative merge (counts and tokens add, times widen, the first run and agent
+    seen stick); ``name`` is the root span's once the root has arrived. ``run`` is set when any
+    span linked to a runtime run (``tether.run.id``).
+    """
+
+    trace_id = models.CharField(max_length=32, unique=True)
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="traces"
+    )
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="traces"
+    )
+    agent_name = models.CharField(max_length=IDENT_MAX, blank=True)
+    environment = models.CharField(max_length=ENVIRONMENT_MAX)
+    name = models.CharField(max_length=NAME_MAX)
+    has_root = models.BooleanField(default=False)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField()
+    span_count = models.PositiveIntegerField(default=0)
+    error_count = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["-started_at"], name="trace_started"),
+            models.Index(fields=["agent", "-started_at"], name="trace_agent_started"),
+            models.Index(fields=["run", "started_at"], name="trace_run_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.trace_id})"
+
+
 class UnregisteredAgent(models.Model):
     """An agent name seen in spans that matches no registered agent: a finding for admins.
 

@@ -25,6 +25,7 @@ from apps.runtime.services import LAST_USED_RESOLUTION, Unauthenticated
 from .constants import INGEST_KEY_KIND, INGEST_KEY_NAME_MAX, INSERT_BATCH
 from .models import IngestKey, Span, UnregisteredAgent
 from .otlp import SpanRecord, SpanRejected, attributes_dict, map_span
+from .rollups import traces_merge
 
 # How many distinct rejection reasons the exporter is told; the count is always exact.
 REASONS_SHOWN = 5
@@ -161,6 +162,7 @@ def spans_ingest(
         )
     with transaction.atomic():
         Span.objects.bulk_create(rows, batch_size=INSERT_BATCH)
+        traces_merge(rows)
         for name, count in sorted(unregistered.items()):
             _unregistered_seen(name=name, count=count, environment=unregistered_env[name])
     result.accepted = len(rows)

@@ -1,0 +1,141 @@
+"""Per-trace rollups, merged into :class:`~apps.traces.models.Trace` as spans are stored.
+
+One upsert per export: the spans of the batch are summed per trace in Python, then merged
+with ``INSERT ... ON CONFLICT (trace_id) DO UPDATE`` so concurrent exports of the same trace
+add up instead of overwriting each other. Rows are written in trace-id order, so two exports
+touching the same traces lock them in the same order and cannot deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from .constants import SpanStatus
+from .models import Span, Trace
+
+
+@dataclass
+class _Rollup:
+    run_id: object | None
+    agent_id: int | None
+    agent_name: str
+    environment: str
+    name: str
+    has_root: bool
+    started_at: datetime
+    ended_at: datetime
+    span_count: int = 0
+    error_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal | None = None
+
+
+def _collect(spans: Iterable[Span], costs: dict[int, Decimal]) -> dict[str, _Rollup]:
+    """Sum the spans per trace. ``costs`` maps ``id(span)`` to its priced cost, if any."""
+    rollups: dict[str, _Rollup] = {}
+    for span in spans:
+        is_root = not span.parent_span_id
+        rollup = rollups.get(span.trace_id)
+        if rollup is None:
+            rollup = rollups[span.trace_id] = _Rollup(
+                run_id=span.run_id,
+                agent_id=span.agent_id,
+                agent_name=span.agent_name,
+                environment=span.environment,
+                name=span.name,
+                has_root=is_root,
+                started_at=span.start_time,
+                ended_at=span.end_time,
+            )
+        else:
+            if is_root and not rollup.has_root:
+                rollup.name, rollup.has_root = span.name, True
+            rollup.run_id = rollup.run_id or span.run_id
+            rollup.agent_id = rollup.agent_id or span.agent_id
+            rollup.agent_name = rollup.agent_name or span.agent_name
+            rollup.started_at = min(rollup.started_at, span.start_time)
+            rollup.ended_at = max(rollup.ended_at, span.end_time)
+        rollup.span_count += 1
+        rollup.error_count += span.status == SpanStatus.ERROR
+        rollup.input_tokens += span.input_tokens or 0
+        rollup.output_tokens += span.output_tokens or 0
+        cost = costs.get(id(span))
+        if cost is not None:
+            rollup.cost_usd = (rollup.cost_usd or Decimal(0)) + cost
+    return rollups
+
+
+_COLUMNS = (
+    "trace_id", "run_id", "agent_id", "agent_name", "environment", "name", "has_root",
+    "started_at", "ended_at", "span_count", "error_count", "input_tokens", "output_tokens",
+    "cost_usd", "updated_at",
+)  # fmt: skip
+# The foreign keys by their field name ("run"), the rest as they are.
+_FIELDS = {
+    name: Trace._meta.get_field(name if name == "trace_id" else name.removesuffix("_id"))
+    for name in _COLUMNS
+}
+
+
+def _upsert_sql(rows: int) -> str:
+    table = Trace._meta.db_table
+    greatest, least = ("GREATEST", "LEAST") if connection.vendor == "postgresql" else ("MAX", "MIN")
+    columns = ", ".join(_FIELDS[name].column for name in _COLUMNS)
+    values = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * rows)
+    t = table
+    return f"""
+        INSERT INTO {t} ({columns}) VALUES {values}
+        ON CONFLICT (trace_id) DO UPDATE SET
+            run_id = COALESCE({t}.run_id, excluded.run_id),
+            agent_id = COALESCE({t}.agent_id, excluded.agent_id),
+            agent_name = CASE WHEN {t}.agent_name = '' THEN excluded.agent_name
+                              ELSE {t}.agent_name END,
+            name = CASE WHEN excluded.has_root AND NOT {t}.has_root THEN excluded.name
+                        ELSE {t}.name END,
+            has_root = {t}.has_root OR excluded.has_root,
+            started_at = {least}({t}.started_at, excluded.started_at),
+            ended_at = {greatest}({t}.ended_at, excluded.ended_at),
+            span_count = {t}.span_count + excluded.span_count,
+            error_count = {t}.error_count + excluded.error_count,
+            input_tokens = {t}.input_tokens + excluded.input_tokens,
+            output_tokens = {t}.output_tokens + excluded.output_tokens,
+            cost_usd = CASE WHEN {t}.cost_usd IS NULL THEN excluded.cost_usd
+                            WHEN excluded.cost_usd IS NULL THEN {t}.cost_usd
+                            ELSE {t}.cost_usd + excluded.cost_usd END,
+            updated_at = excluded.updated_at
+    """
+
+
+# Traces per statement: 15 parameters each stays far below every backend's limit.
+UPSERT_BATCH = 200
+
+
+def traces_merge(spans: Iterable[Span], *, costs: dict[int, Decimal] | None = None) -> int:
+    """Merge stored spans into their traces' rollups; call it in the spans' transaction.
+
+    Pass only spans that were really inserted (a retried export's duplicates must not count
+    twice). Returns how many traces were touched.
+    """
+    rollups = _collect(spans, costs or {})
+    if not rollups:
+        return 0
+    now = timezone.now()
+    items = sorted(rollups.items())
+    with connection.cursor() as cursor:
+        for start in range(0, len(items), UPSERT_BATCH):
+            chunk = items[start : start + UPSERT_BATCH]
+            params: list[object] = []
+            for trace_id, r in chunk:
+                values = {**vars(r), "trace_id": trace_id, "updated_at": now}
+                params += [
+                    _FIELDS[name].get_db_prep_value(values[name], connection) for name in _COLUMNS
+                ]
+            cursor.execute(_upsert_sql(len(chunk)), params)
+    return len(rollups)
