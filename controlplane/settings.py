@@ -151,6 +151,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-grants": {"task": "registry.expire_grants", "schedule": 60.0},
     "expire-runs": {"task": "runtime.expire_runs", "schedule": 30.0},
     "replay-decision-spool": {"task": "runtime.replay_decision_spool", "schedule": 30.0},
+    "seal-decisions": {"task": "runtime.seal_decisions", "schedule": 15.0},
 }
 
 # --- Auth ------------------------------------------------------------------------------------

@@ -183,6 +183,28 @@ class Decision(models.Model):
         return (self.modified or {}).get("model")
 
 
+class DecisionSeal(models.Model):
+    """One sealed block of the decision trail (apps/runtime/sealing.py).
+
+    ``digest`` chains the canonical JSON of decisions ``first_decision_id``..``last_decision_id``
+    (in id order) onto ``prev_digest``, the block before's digest. Each seal is also written as
+    an audit event, so the audit log's hash chain vouches for the seals themselves.
+    """
+
+    sealed_at = models.DateTimeField(auto_now_add=True)
+    first_decision_id = models.BigIntegerField()
+    last_decision_id = models.BigIntegerField(unique=True)
+    count = models.PositiveIntegerField()
+    prev_digest = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"seal {self.pk}: decisions {self.first_decision_id}-{self.last_decision_id}"
+
+
 def new_budget_slug() -> str:
     """A free slug for a budget created without one (the ORM, the admin, fixtures)."""
     return f"budget-{uuid.uuid4().hex[:12]}"

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from . import services
 from .decisions import spool_replay
+from .sealing import decisions_seal
 
 
 @shared_task(name="runtime.expire_runs", ignore_result=True, time_limit=120)
@@ -19,3 +20,10 @@ def expire_runs() -> int:
 def replay_decision_spool() -> int:
     """Move decisions spooled during a database outage into the database."""
     return spool_replay()
+
+
+@shared_task(name="runtime.seal_decisions", ignore_result=True, time_limit=120)
+def seal_decisions() -> int:
+    """Seal the decisions recorded since the last block into the audit chain."""
+    sealed = decisions_seal()
+    return sealed.count if sealed else 0

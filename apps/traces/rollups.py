@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
 from django.db import connection
+from django.db.models import Field
 from django.utils import timezone
 
 from .constants import SpanStatus
@@ -78,8 +80,11 @@ _COLUMNS = (
     "cost_usd", "updated_at",
 )  # fmt: skip
 # The foreign keys by their field name ("run"), the rest as they are.
-_FIELDS = {
-    name: Trace._meta.get_field(name if name == "trace_id" else name.removesuffix("_id"))
+_FIELDS: dict[str, Field[Any, Any]] = {
+    name: cast(
+        "Field[Any, Any]",
+        Trace._meta.get_field(name if name == "trace_id" else name.removesuffix("_id")),
+    )
     for name in _COLUMNS
 }
 
@@ -87,7 +92,7 @@ _FIELDS = {
 def _upsert_sql(rows: int) -> str:
     table = Trace._meta.db_table
     greatest, least = ("GREATEST", "LEAST") if connection.vendor == "postgresql" else ("MAX", "MIN")
-    columns = ", ".join(_FIELDS[name].column for name in _COLUMNS)
+    columns = ", ".join(str(_FIELDS[name].column) for name in _COLUMNS)
     values = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * rows)
     t = table
     return f"""
@@ -131,7 +136,7 @@ def traces_merge(spans: Iterable[Span], *, costs: dict[int, Decimal] | None = No
     with connection.cursor() as cursor:
         for start in range(0, len(items), UPSERT_BATCH):
             chunk = items[start : start + UPSERT_BATCH]
-            params: list[object] = []
+            params: list[Any] = []
             for trace_id, r in chunk:
                 values = {**vars(r), "trace_id": trace_id, "updated_at": now}
                 params += [
