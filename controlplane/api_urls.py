@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("apps.registry.api.urls")),
     path("", include("apps.policy.api.urls")),
     path("", include("apps.runtime.api.people_urls")),
+    path("", include("apps.audit.api.urls")),
 ]

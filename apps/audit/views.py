@@ -1,4 +1,5 @@
-"""The audit log page: who changed what, when, with before and after."""
+"""The audit log page (who changed what, when, with before and after), the chain page
+(status, verification, export) and the export download."""
 
 from __future__ import annotations
 
@@ -6,16 +7,22 @@ import json
 from typing import Any, cast
 
 from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.permissions import scope_of
-from apps.accounts.views import no_role_page
+from apps.accounts.views import current_user, no_role_page
+from apps.common.errors import ApplicationError
 
-from . import selectors
+from . import selectors, services
+from .constants import EXPORT_MAX_EVENTS
+from .export import export_response
+from .forms import ExportForm, VerifyForm
 from .models import AuditEvent
 
 EVENTS_PER_PAGE = 50
@@ -76,8 +83,8 @@ def _target_url(event: AuditEvent) -> str:
         return ""
 
 
-@login_required
-def audit_log(request: HttpRequest) -> HttpResponse:
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    """The answer for someone who may not read the audit log, or None for someone who may."""
     user = request.user
     if not scope_of(user).has_any_role:
         return no_role_page(request)
@@ -87,6 +94,15 @@ def audit_log(request: HttpRequest) -> HttpResponse:
             "auditors whose role is organisation-wide. Ask an admin if you need it."
         )
         return render(request, "error.html", {"status": 403, "message": message}, status=403)
+    return None
+
+
+@login_required
+def audit_log(request: HttpRequest) -> HttpResponse:
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    user = request.user
     actions, target_types = selectors.audit_filter_choices(user=user)
     form = AuditFilterForm(request.GET, actions=actions, target_types=target_types)
     filters = form.filters()
@@ -113,3 +129,71 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         "rows": rows,
     }
     return render(request, "audit/log.html", context)
+
+
+def _chain_page(
+    request: HttpRequest, *, export_form: ExportForm | None = None, status: int = 200
+) -> HttpResponse:
+    chain = selectors.chain_status(user=request.user)
+    context = {
+        "section": "audit",
+        "chain": chain,
+        "verify_form": VerifyForm(),
+        "export_form": export_form or ExportForm(),
+        "export_max": f"{EXPORT_MAX_EVENTS:,}",
+    }
+    return render(request, "audit/chain.html", context, status=status)
+
+
+@login_required
+@require_GET
+def chain_status(request: HttpRequest) -> HttpResponse:
+    return _refusal(request) or _chain_page(request)
+
+
+@login_required
+@require_POST
+def chain_verify(request: HttpRequest) -> HttpResponse:
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    form = VerifyForm(request.POST)
+    since_id = None
+    if form.is_valid() and form.cleaned_data.get("scope") == "new":
+        last = selectors.verification_list(user=request.user).filter(ok=True).first()
+        since_id = last.head_event_id if last else None
+    try:
+        report, _ = services.audit_chain_verify(actor=current_user(request), since_id=since_id)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("audit:chain")
+    if report.broken is not None:
+        messages.error(request, f"The chain is broken. {report.broken.message}")
+    else:
+        scope = f" from event {since_id}" if since_id else ""
+        events = "event" if report.checked == 1 else "events"
+        messages.success(
+            request,
+            f"The chain is intact: {report.checked} {events} verified{scope}, "
+            f"up to event {report.head_id}.",
+        )
+    return redirect("audit:chain")
+
+
+@login_required
+@require_GET
+def chain_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """A range of events as JSON Lines (canonical, re-verifiable, or OCSF), streamed."""
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
+    form = ExportForm(request.GET)
+    if not form.is_valid():
+        return _chain_page(request, export_form=form, status=400)
+    try:
+        return export_response(
+            request, user=request.user, bounds=form.bounds(), export_format=form.export_format()
+        )
+    except ApplicationError as exc:
+        form.add_error(None, exc.message)
+        return _chain_page(request, export_form=form, status=400)

@@ -80,7 +80,7 @@ def chain_digest(previous: str, rows: Iterator[dict[str, Any]]) -> tuple[str, in
     return digest, count
 
 
-def _rows(first_id: int, last_id: int) -> Iterator[dict[str, Any]]:
+def decisions_rows(first_id: int, last_id: int) -> Iterator[dict[str, Any]]:
     return (
         Decision.objects.filter(id__gte=first_id, id__lte=last_id)
         .order_by("id")
@@ -115,7 +115,7 @@ def decisions_seal(*, now: Any = None) -> DecisionSeal | None:
         if not block:
             return None
         previous = last.digest if last else GENESIS
-        digest, count = chain_digest(previous, _rows(block[0], block[-1]))
+        digest, count = chain_digest(previous, decisions_rows(block[0], block[-1]))
         seal = DecisionSeal.objects.create(
             first_decision_id=block[0],
             last_decision_id=block[-1],
@@ -190,7 +190,9 @@ def _seal_problem(
         return "differs from what its audit event recorded", 0
     if seal.first_decision_id <= last_id:
         return "overlaps the seal before it", 0
-    digest, count = chain_digest(previous, _rows(seal.first_decision_id, seal.last_decision_id))
+    digest, count = chain_digest(
+        previous, decisions_rows(seal.first_decision_id, seal.last_decision_id)
+    )
     if count != seal.count:
         return f"{seal.count} decisions were sealed, {count} are there now", count
     if digest != seal.digest:

@@ -20,7 +20,10 @@ from .conftest import start_run
 
 pytestmark = pytest.mark.django_db
 
-LATER = timezone.now() + SEAL_LAG + timedelta(seconds=5)
+
+def later():
+    """A moment when everything recorded so far is old enough to seal."""
+    return timezone.now() + SEAL_LAG + timedelta(seconds=1)
 
 
 def decide_lookups(setup, n):
@@ -40,17 +43,17 @@ def bypassing_the_trigger(sql, params=()):
 
 def test_decisions_are_sealed_in_blocks_each_chained_and_written_to_the_audit_log(setup):
     first = decide_lookups(setup, 3)
-    seal = decisions_seal(now=LATER)
+    seal = decisions_seal(now=later())
     assert (seal.first_decision_id, seal.last_decision_id, seal.count) == (
         first[0].pk,
         first[-1].pk,
         3,
     )
     second_batch = decide_lookups(setup, 2)
-    second = decisions_seal(now=LATER)
+    second = decisions_seal(now=later())
     assert second.prev_digest == seal.digest and second.count == 2
     assert second.first_decision_id == second_batch[0].pk
-    assert decisions_seal(now=LATER) is None  # nothing new
+    assert decisions_seal(now=later()) is None  # nothing new
     event = AuditEvent.objects.get(action=SEALED_ACTION, target_id=str(second.pk))
     assert event.after["digest"] == second.digest
     check = decisions_verify()
@@ -60,7 +63,7 @@ def test_decisions_are_sealed_in_blocks_each_chained_and_written_to_the_audit_lo
 def test_decisions_younger_than_the_lag_wait_for_the_next_block(setup):
     decide_lookups(setup, 2)
     assert decisions_seal() is None  # both are only just recorded
-    assert decisions_seal(now=LATER).count == 2
+    assert decisions_seal(now=later()).count == 2
 
 
 def test_the_trail_refuses_update_and_delete(setup):
@@ -73,7 +76,7 @@ def test_the_trail_refuses_update_and_delete(setup):
 
 def test_a_changed_sealed_decision_is_named_by_verify_decisions(setup):
     decisions = decide_lookups(setup, 4)
-    seal = decisions_seal(now=LATER)
+    seal = decisions_seal(now=later())
     call_command("verify_decisions")  # intact: no error
     bypassing_the_trigger(
         "UPDATE runtime_decision SET disposition = 'allow', reasons = '[]' WHERE id = %s",
@@ -85,7 +88,7 @@ def test_a_changed_sealed_decision_is_named_by_verify_decisions(setup):
 
 def test_a_deleted_sealed_decision_is_found(setup):
     decisions = decide_lookups(setup, 3)
-    decisions_seal(now=LATER)
+    decisions_seal(now=later())
     bypassing_the_trigger("DELETE FROM runtime_decision WHERE id = %s", [decisions[1].pk])
     check = decisions_verify()
     assert not check.ok and "3 decisions were sealed, 2 are there now" in check.problem
@@ -93,7 +96,7 @@ def test_a_deleted_sealed_decision_is_found(setup):
 
 def test_a_rewritten_seal_is_caught_by_its_audit_event(setup):
     decide_lookups(setup, 2)
-    seal = decisions_seal(now=LATER)
+    seal = decisions_seal(now=later())
     bypassing_the_trigger(
         "UPDATE runtime_decisionseal SET digest = %s WHERE id = %s", ["f" * 64, seal.pk]
     )
