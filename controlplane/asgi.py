@@ -13,14 +13,20 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from apps.common.asgi import exact_paths  # noqa: E402
 from apps.runtime.api import asgi as decision_endpoint  # noqa: E402
+from apps.traces import receiver as traces_endpoint  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # The agents' decision endpoint skips Django's handler (apps/runtime/api/asgi.py).
+        # The agents' decision endpoint and the OTLP receiver skip Django's handler.
         "http": exact_paths(
-            {decision_endpoint.PATH: decision_endpoint.DecisionEndpoint()}, django_asgi_app
+            {
+                decision_endpoint.PATH: decision_endpoint.DecisionEndpoint(),
+                # OTLP/HTTP exports: apps/traces/receiver.py.
+                traces_endpoint.PATH: traces_endpoint.TracesEndpoint(),
+            },
+            django_asgi_app,
         ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

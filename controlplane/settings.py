@@ -7,6 +7,7 @@ DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and DEBUG=false.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -120,7 +121,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # A consumer waits for messages with a 5 s BZPOPMIN; redis-py's default read timeout
+            # is also 5 s, so without a longer one every idle socket's receive loop would die
+            # with a TimeoutError. Connecting still gives up after 5 s.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 5}]
+            },
         }
     }
     CACHES = {
@@ -152,6 +158,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-runs": {"task": "runtime.expire_runs", "schedule": 30.0},
     "replay-decision-spool": {"task": "runtime.replay_decision_spool", "schedule": 30.0},
     "seal-decisions": {"task": "runtime.seal_decisions", "schedule": 15.0},
+    "verify-audit-chain": {"task": "audit.verify_chain", "schedule": 6 * 3600.0},
 }
 
 # --- Auth ------------------------------------------------------------------------------------
@@ -185,6 +192,27 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 # The OTLP receiver reads its own body (exports are bigger than forms): refused with 413 over
 # this, on the wire and again after gzip inflating.
 OTLP_MAX_BODY_BYTES = envint("OTLP_MAX_BODY_BYTES", 8 * 1024 * 1024)
+# Exports one web process decodes and stores at a time; one more is answered 429 with
+# Retry-After (OTLP_RETRY_AFTER_SECONDS) so the exporter retries it. Keep it below DB_POOL_MAX.
+OTLP_MAX_IN_FLIGHT = envint("OTLP_MAX_IN_FLIGHT", 4)
+OTLP_RETRY_AFTER_SECONDS = envint("OTLP_RETRY_AFTER_SECONDS", 2)
+
+# Spans are kept TRACE_RETENTION_DAYS (0: forever), or TRACE_RETENTION_DAYS_<ENVIRONMENT> for
+# spans of that environment (e.g. TRACE_RETENTION_DAYS_PROD=90, TRACE_RETENTION_DAYS_DEV=7);
+# spans under a legal hold are kept whatever these say. docs/traces.md#retention
+TRACE_RETENTION_DAYS = envint("TRACE_RETENTION_DAYS", 30)
+_RETENTION_PREFIX = "TRACE_RETENTION_DAYS_"
+TRACE_RETENTION_DAYS_BY_ENVIRONMENT = {
+    name.removeprefix(_RETENTION_PREFIX).lower(): envint(name, 0)
+    for name in sorted(os.environ)
+    if name.startswith(_RETENTION_PREFIX) and os.environ[name].strip()
+}
+if TRACE_RETENTION_DAYS < 0 or any(d < 0 for d in TRACE_RETENTION_DAYS_BY_ENVIRONMENT.values()):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("TRACE_RETENTION_DAYS* must be 0 (keep forever) or more days")
+# Day partitions of the span table are made this many days ahead (PostgreSQL).
+TRACE_PARTITIONS_AHEAD_DAYS = envint("TRACE_PARTITIONS_AHEAD_DAYS", 7)
 
 # --- I18N / static ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

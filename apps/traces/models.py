@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from apps.registry.constants import Environment
@@ -15,6 +16,7 @@ from .constants import (
     SpanKind,
     SpanStatus,
 )
+from .fields import JSONTextField
 
 
 class IngestKey(models.Model):
@@ -53,11 +55,23 @@ class Span(models.Model):
     either way. ``credential`` or ``ingest_key`` records who sent it. ``attributes`` and
     ``resource`` hold what the mapping did not lift into columns.
 
-    Not yet partitioned: this slice stores spans in one plain table. Time partitioning
-    (PostgreSQL declarative partitions on ``start_time``, with retention per environment and
-    a legal hold) comes with the storage slice of issue 4; the primary key will then have to
-    include ``start_time``. Ingest is at-least-once: an exporter that retries after a timeout
-    on a request that did commit stores that batch twice (no unique key on the ids yet).
+    Storage (docs/traces.md#storage). On PostgreSQL the table is partitioned by range of
+    ``start_time``, one partition per UTC day plus a DEFAULT partition (apps/traces/partitions.py),
+    and its primary key is ``(id, start_time)``: a partitioned table's unique indexes must include
+    the partition key. The ORM still knows ``id`` as the primary key -- ids come from one
+    sequence, so ``id`` alone names one span, ``Span.objects.get(pk=...)`` works, and a larger id
+    was allocated later. On SQLite (the embedded default) it is one plain table.
+
+    A retried export stores nothing twice: ``(trace_id, span_id, start_time)`` is unique, and
+    rows are inserted skipping those already there (apps/traces/storage.py). That index also
+    serves lookups by ``trace_id``.
+
+    The foreign keys are relations for the ORM but not constraints in the database
+    (``db_constraint=False``), and only ``agent`` and ``run`` are indexed (together with
+    ``start_time``): every constraint check is a lookup per inserted row, which would double the
+    cost of storing a span, and the ids written are the ones the ingest service has just read.
+    Agents, runs, credentials and ingest keys are retired, not deleted; if one is deleted,
+    Django's ``SET_NULL`` still clears the references.
     """
 
     trace_id = models.CharField(max_length=32)
@@ -66,7 +80,13 @@ class Span(models.Model):
     name = models.CharField(max_length=NAME_MAX)
     kind = models.CharField(max_length=16, choices=SpanKind.choices, default=SpanKind.OTHER)
     agent = models.ForeignKey(
-        Agent, null=True, blank=True, on_delete=models.SET_NULL, related_name="spans"
+        Agent,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="spans",
+        db_constraint=False,
+        db_index=False,  # span_agent_start leads with it
     )
     agent_name = models.CharField(max_length=IDENT_MAX, blank=True)
     credential = models.ForeignKey(
@@ -75,6 +95,8 @@ class Span(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
+        db_index=False,
         help_text="The credential that sent the span: provenance, whatever agent it names.",
     )
     ingest_key = models.ForeignKey(
@@ -83,10 +105,18 @@ class Span(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_constraint=False,
+        db_index=False,
         help_text="The ingest key that sent the span, when no agent credential did.",
     )
     run = models.ForeignKey(
-        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="spans"
+        Run,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="spans",
+        db_constraint=False,
+        db_index=False,  # span_run_start leads with it
     )
     run_ref = models.CharField(max_length=64, blank=True)
     environment = models.CharField(max_length=ENVIRONMENT_MAX)
@@ -107,17 +137,28 @@ class Span(models.Model):
     end_time = models.DateTimeField()
     duration_ns = models.BigIntegerField()
     conversation_id = models.CharField(max_length=IDENT_MAX, blank=True)
-    attributes = models.JSONField(default=dict, blank=True)
-    resource = models.JSONField(default=dict, blank=True)
-    events = models.JSONField(default=list, blank=True)
+    # JSON kept as text on PostgreSQL (apps/traces/fields.py): cheaper to store by far.
+    attributes = JSONTextField(default=dict, blank=True)
+    resource = JSONTextField(default=dict, blank=True)
+    events = JSONTextField(default=list, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["start_time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["trace_id", "span_id", "start_time"], name="span_unique_per_trace"
+            ),
+        ]
         indexes = [
             models.Index(fields=["agent", "-start_time"], name="span_agent_start"),
-            models.Index(fields=["trace_id"], name="span_trace"),
-            models.Index(fields=["run", "start_time"], name="span_run_start"),
+            # Only spans linked to a run: most spans of a trace carry no tether.run.id (the
+            # run's timeline finds them through its traces), and need not pay for this index.
+            models.Index(
+                fields=["run", "start_time"],
+                name="span_run_start",
+                condition=models.Q(run__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -183,3 +224,78 @@ class UnregisteredAgent(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class LegalHold(models.Model):
+    """Spans kept whatever the retention says: a run or a trace under incident.
+
+    A hold names a run (every span linked to it, and every span of a trace linked to it), a
+    trace id, or both. It is active until ``released_at``. Placed and released by admins only,
+    through services that write an audit event (``legal_hold_place`` / ``legal_hold_release``);
+    a released hold is kept as the record of what was held, by whom and why.
+    """
+
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.PROTECT, related_name="legal_holds"
+    )
+    trace_id = models.CharField(max_length=32, blank=True)
+    reason = models.TextField()
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    placed_by_name = models.CharField(max_length=200)
+    placed_at = models.DateTimeField()
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    released_by_name = models.CharField(max_length=200, blank=True)
+    release_reason = models.TextField(blank=True)
+    # When retention last looked at this hold's spans after its release (docs/traces.md).
+    swept_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(run__isnull=False) | ~models.Q(trace_id=""),
+                name="legal_hold_names_a_run_or_trace",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["released_at"],
+                name="legal_hold_active",
+                condition=models.Q(released_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Legal hold on {self.target}"
+
+    @property
+    def target(self) -> str:
+        named = [f"run {self.run_id}"] if self.run_id else []
+        named += [f"trace {self.trace_id}"] if self.trace_id else []
+        return " and ".join(named)
+
+    @property
+    def is_active(self) -> bool:
+        return self.released_at is None
+
+
+class RetentionSweep(models.Model):
+    """How far retention has deleted the spans of one environment class (apps/traces/retention.py).
+
+    ``environments`` is the class's key: an environment name with its own retention, or ``*``
+    for every environment without one. Spans older than ``swept_before`` (less the late-arrival
+    margin) were deleted once already, so the next run looks only at what became older since:
+    each day's spans are read once per class, not on every run.
+    """
+
+    environments = models.CharField(max_length=64, unique=True)
+    swept_before = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.environments}: swept before {self.swept_before:%Y-%m-%d %H:%M}"

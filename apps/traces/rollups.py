@@ -8,18 +8,50 @@ touching the same traces lock them in the same order and cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
+import psycopg
 from django.db import connection
 from django.db.models import Field
 from django.utils import timezone
 
 from .constants import SpanStatus
-from .models import Span, Trace
+from .models import Trace
+
+
+class StoredSpan(Protocol):
+    """What a rollup reads of a span: a :class:`~apps.traces.models.Span`, or the
+    :class:`~apps.traces.storage.SpanRow` it was written from."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def parent_span_id(self) -> str: ...
+    @property
+    def run_id(self) -> Any: ...
+    @property
+    def agent_id(self) -> int | None: ...
+    @property
+    def agent_name(self) -> str: ...
+    @property
+    def environment(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def start_time(self) -> datetime: ...
+    @property
+    def end_time(self) -> datetime: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
 
 
 @dataclass
@@ -39,7 +71,7 @@ class _Rollup:
     cost_usd: Decimal | None = None
 
 
-def _collect(spans: Iterable[Span], costs: dict[int, Decimal]) -> dict[str, _Rollup]:
+def _collect(spans: Iterable[StoredSpan], costs: dict[int, Decimal]) -> dict[str, _Rollup]:
     """Sum the spans per trace. ``costs`` maps ``id(span)`` to its priced cost, if any."""
     rollups: dict[str, _Rollup] = {}
     for span in spans:
@@ -89,14 +121,30 @@ _FIELDS: dict[str, Field[Any, Any]] = {
 }
 
 
+# PostgreSQL types of the columns, for the arrays the upsert unnests.
+_PG_TYPES = (
+    "varchar", "uuid", "bigint", "varchar", "varchar", "varchar", "boolean", "timestamptz",
+    "timestamptz", "integer", "integer", "bigint", "bigint", "numeric", "timestamptz",
+)  # fmt: skip
+
+
 def _upsert_sql(rows: int) -> str:
+    """One statement for ``rows`` traces. On PostgreSQL the rows come as one array per column
+    (``unnest``): a short statement whatever the number of rows, prepared once per connection,
+    where a ``VALUES`` list of hundreds of placeholders is rewritten on every call."""
     table = Trace._meta.db_table
-    greatest, least = ("GREATEST", "LEAST") if connection.vendor == "postgresql" else ("MAX", "MIN")
+    postgresql = connection.vendor == "postgresql"
+    greatest, least = ("GREATEST", "LEAST") if postgresql else ("MAX", "MIN")
     columns = ", ".join(str(_FIELDS[name].column) for name in _COLUMNS)
-    values = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * rows)
+    if postgresql:
+        # %b: arrays sent in binary, no quoting of each value.
+        arrays = ", ".join(f"%b::{pg_type}[]" for pg_type in _PG_TYPES)
+        source = f"SELECT * FROM unnest({arrays})"
+    else:
+        source = "VALUES " + ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * rows)
     t = table
     return f"""
-        INSERT INTO {t} ({columns}) VALUES {values}
+        INSERT INTO {t} ({columns}) {source}
         ON CONFLICT (trace_id) DO UPDATE SET
             run_id = COALESCE({t}.run_id, excluded.run_id),
             agent_id = COALESCE({t}.agent_id, excluded.agent_id),
@@ -122,7 +170,7 @@ def _upsert_sql(rows: int) -> str:
 UPSERT_BATCH = 200
 
 
-def traces_merge(spans: Iterable[Span], *, costs: dict[int, Decimal] | None = None) -> int:
+def traces_merge(spans: Iterable[StoredSpan], *, costs: dict[int, Decimal] | None = None) -> int:
     """Merge stored spans into their traces' rollups; call it in the spans' transaction.
 
     Pass only spans that were really inserted (a retried export's duplicates must not count
@@ -133,14 +181,32 @@ def traces_merge(spans: Iterable[Span], *, costs: dict[int, Decimal] | None = No
         return 0
     now = timezone.now()
     items = sorted(rollups.items())
-    with connection.cursor() as cursor:
+    native = connection.vendor == "postgresql"
+    with _cursor() as cursor:
         for start in range(0, len(items), UPSERT_BATCH):
             chunk = items[start : start + UPSERT_BATCH]
-            params: list[Any] = []
-            for trace_id, r in chunk:
-                values = {**vars(r), "trace_id": trace_id, "updated_at": now}
-                params += [
-                    _FIELDS[name].get_db_prep_value(values[name], connection) for name in _COLUMNS
+            rows = [{**vars(r), "trace_id": trace_id, "updated_at": now} for trace_id, r in chunk]
+            if native:  # one array per column; psycopg adapts the values itself
+                params: list[Any] = [[row[name] for row in rows] for name in _COLUMNS]
+            else:
+                params = [
+                    _FIELDS[name].get_db_prep_value(row[name], connection)
+                    for row in rows
+                    for name in _COLUMNS
                 ]
             cursor.execute(_upsert_sql(len(chunk)), params)
     return len(rollups)
+
+
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """On PostgreSQL a cursor that binds parameters server-side: the statement is sent once
+    with its parameters apart (and prepared after a few exports), instead of quoting a few
+    hundred values into the SQL text as Django's cursor does. Errors are Django's either way."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor

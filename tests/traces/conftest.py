@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -93,3 +94,12 @@ def export(*spans: Span, resource: dict[str, Any] | None = None) -> ExportTraceS
     scope_spans.scope.name = "tests"
     scope_spans.spans.extend(spans)
     return request
+
+
+def span_at(when: datetime, name: str = "chat gpt-4o", **kwargs: Any) -> Span:
+    """``make_span`` starting at ``when`` (an aware datetime) instead of START."""
+    span = make_span(name, **kwargs)
+    nanos = int(when.timestamp()) * 10**9 + when.microsecond * 1000
+    duration = span.end_time_unix_nano - span.start_time_unix_nano
+    span.start_time_unix_nano, span.end_time_unix_nano = nanos, nanos + duration
+    return span

@@ -5,37 +5,66 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0005_run_token_ttl_and_delegation'),
-        ('runtime', '0004_hot_path_keys'),
-        ('traces', '0002_ingest_keys'),
+        ("registry", "0005_run_token_ttl_and_delegation"),
+        ("runtime", "0004_hot_path_keys"),
+        ("traces", "0002_ingest_keys"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Trace',
+            name="Trace",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trace_id', models.CharField(max_length=32, unique=True)),
-                ('agent_name', models.CharField(blank=True, max_length=200)),
-                ('environment', models.CharField(max_length=32)),
-                ('name', models.CharField(max_length=300)),
-                ('has_root', models.BooleanField(default=False)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField()),
-                ('span_count', models.PositiveIntegerField(default=0)),
-                ('error_count', models.PositiveIntegerField(default=0)),
-                ('input_tokens', models.PositiveBigIntegerField(default=0)),
-                ('output_tokens', models.PositiveBigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(blank=True, decimal_places=6, max_digits=14, null=True)),
-                ('updated_at', models.DateTimeField()),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='traces', to='registry.agent')),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='traces', to='runtime.run')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("trace_id", models.CharField(max_length=32, unique=True)),
+                ("agent_name", models.CharField(blank=True, max_length=200)),
+                ("environment", models.CharField(max_length=32)),
+                ("name", models.CharField(max_length=300)),
+                ("has_root", models.BooleanField(default=False)),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField()),
+                ("span_count", models.PositiveIntegerField(default=0)),
+                ("error_count", models.PositiveIntegerField(default=0)),
+                ("input_tokens", models.PositiveBigIntegerField(default=0)),
+                ("output_tokens", models.PositiveBigIntegerField(default=0)),
+                (
+                    "cost_usd",
+                    models.DecimalField(blank=True, decimal_places=6, max_digits=14, null=True),
+                ),
+                ("updated_at", models.DateTimeField()),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="traces",
+                        to="registry.agent",
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="traces",
+                        to="runtime.run",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['-started_at'], name='trace_started'), models.Index(fields=['agent', '-started_at'], name='trace_agent_started'), models.Index(fields=['run', 'started_at'], name='trace_run_started')],
+                "ordering": ["-started_at"],
+                "indexes": [
+                    models.Index(fields=["-started_at"], name="trace_started"),
+                    models.Index(fields=["agent", "-started_at"], name="trace_agent_started"),
+                    models.Index(fields=["run", "started_at"], name="trace_run_started"),
+                ],
             },
         ),
     ]
