@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("apps.policy.api.urls")),
     path("", include("apps.runtime.api.people_urls")),
     path("", include("apps.audit.api.urls")),
+    path("", include("apps.traces.api.urls")),
 ]

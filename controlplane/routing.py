@@ -2,4 +2,13 @@
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path, re_path
+
+from apps.traces import consumers
+
+websocket_urlpatterns: list[Any] = [
+    # The live views of the trace fabric (apps/traces/consumers.py, docs/traces.md).
+    path("ws/runs/live/", consumers.FleetConsumer.as_asgi()),
+    path("ws/runs/<uuid:run_id>/", consumers.RunConsumer.as_asgi()),
+    re_path(r"^ws/traces/(?P<trace_id>[0-9a-f]{32})/$", consumers.TraceConsumer.as_asgi()),
+]

@@ -109,6 +109,12 @@ class Run(models.Model):
         indexes = [
             models.Index(fields=["agent", "-started_at"]),
             models.Index(fields=["state", "token_expires_at"]),
+            # The runs list (newest first, a page at a time) and the live fleet's "ended in the
+            # last minutes" (apps/traces/selectors.py).
+            models.Index(fields=["-started_at", "-id"], name="run_started"),
+            models.Index(
+                fields=["-ended_at"], name="run_ended", condition=Q(ended_at__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

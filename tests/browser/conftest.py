@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, SCREENSHOTS
+from .helpers import CHROMIUM, CHROMIUM_ARGS, LAPTOP, SCREENSHOTS, ASGIServer
 
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
@@ -36,12 +36,36 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def new_page(browser: Any, live_server: Any) -> Iterator[Callable[..., Any]]:
+def site_url(live_server: Any) -> str:
+    """Where the pages are served: pytest-django's live server (WSGI, no websockets). A module
+    whose pages go live overrides it with ``asgi_server.url``."""
+    return str(live_server.url)
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None) -> Iterator[ASGIServer]:
+    """The whole ASGI application (HTTP and websockets, controlplane.asgi) served by uvicorn
+    in a thread of this process, so it uses the test database and the tests' settings."""
+    from apps.common import hotpath
+    from apps.traces import receiver
+
+    server = ASGIServer()
+    server.start()
+    yield server
+    server.stop()
+    # The decision endpoint's and the OTLP receiver's threads hold connections to the test
+    # database; they must let go before it is flushed and, at the end, dropped.
+    hotpath.shut_down()
+    receiver.shut_down()
+
+
+@pytest.fixture
+def new_page(browser: Any, site_url: str) -> Iterator[Callable[..., Any]]:
     """``new_page(viewport=LAPTOP)``: a page in a fresh context (its own cookies)."""
     contexts: list[Any] = []
 
     def make(viewport: dict[str, int] = LAPTOP) -> Any:
-        context = browser.new_context(base_url=live_server.url, viewport=viewport)
+        context = browser.new_context(base_url=site_url, viewport=viewport)
         context.set_default_timeout(15_000)
         contexts.append(context)
         return context.new_page()
