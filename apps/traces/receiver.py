@@ -17,17 +17,14 @@ Under WSGI and in Django's test client the Django view serves the path instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.http.request import split_domain_port, validate_host
 
+from apps.common.hotpath import Threads
 from apps.common.middleware import request_id_from
 from apps.common.request_context import set_request_id
 
@@ -43,30 +40,17 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 PATH = "/v1/traces"
 
-_executor: ThreadPoolExecutor | None = None
-_lock = threading.Lock()
-
 
 def _threads() -> int:
     limit = settings.OTLP_MAX_IN_FLIGHT
     return limit if limit > 0 else 8
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:
-        with _lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(
-                    max_workers=_threads(), thread_name_prefix="tether-otlp"
-                )
-    return _executor
+INGEST = Threads("tether-otlp", _threads)
 
 
 def _unit(request_id: str, request: OtlpRequest) -> OtlpAnswer:
-    """One export in an ingest thread, in that thread's own context (not the caller's copy):
-    what Django keeps per context -- the cache client, and so its Redis connection -- then
-    lives as long as the thread, as its database connection does."""
+    """One export in an ingest thread, in that thread's own context (see ``Threads.run``)."""
     set_request_id(request_id)
     try:
         return otlp_receive(request, admitted=True)
@@ -75,8 +59,6 @@ def _unit(request_id: str, request: OtlpRequest) -> OtlpAnswer:
         return otlp_error(body_type_of(request.media_type), 500, "Something went wrong; logged.")
     finally:
         admission.exports.release()
-        if connection.errors_occurred:
-            connection.close_if_unusable_or_obsolete()
 
 
 class TracesEndpoint:
@@ -117,9 +99,8 @@ class TracesEndpoint:
         )
         if method != "POST":  # answered without a slot or a thread
             return await _send(send, otlp_receive(request), request_id)
-        loop = asyncio.get_running_loop()
         # The slot taken above is given back by _unit, in the thread, when the export is done.
-        answer = await loop.run_in_executor(_pool(), _unit, request_id, request)
+        answer = await INGEST.run(_unit, request_id, request, own_context=True)
         await _send(send, answer, request_id)
 
 
@@ -169,18 +150,4 @@ async def _send(send: Send, answer: OtlpAnswer, request_id: str) -> None:
 
 def shut_down() -> None:
     """Close every ingest thread's connection and stop the threads (tests, shutdown)."""
-    global _executor
-    with _lock:
-        executor, _executor = _executor, None
-    if executor is None:
-        return
-    count = executor._max_workers
-    everyone = threading.Barrier(count)
-
-    def close() -> None:
-        everyone.wait(timeout=10)  # one task per thread: none may take two
-        connection.close()
-
-    for future in [executor.submit(close) for _ in range(count)]:
-        future.result()
-    executor.shutdown(wait=True)
+    INGEST.shut_down()

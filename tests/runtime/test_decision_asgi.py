@@ -148,7 +148,7 @@ def test_a_hot_thread_whose_connection_broke_fails_closed_once_then_recovers(set
         connection.connection.close()  # as a PostgreSQL restart would
 
     [before] = call(ask(token))
-    hotpath._pool().submit(break_connection).result()
+    hotpath.HOT_PATH.pool().submit(break_connection).result()
     # Distinct arguments: five identical calls would open the circuit breaker.
     other = [{**LOOKUP, "arguments": {"customer_id": f"c-{i}"}} for i in range(5)]
     met, *after = call(*[ask(token, body) for body in other])
