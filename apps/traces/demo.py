@@ -68,18 +68,24 @@ def _arguments(schema: dict[str, Any]) -> dict[str, Any] | None:
 
 def _spans(run: Run, agent: Agent, tools: list[str]) -> ExportTraceServiceRequest:
     trace_id, root_id = os.urandom(16), os.urandom(8)
-    start = time.time_ns() - 4_000_000_000
+    # The spans fill the run so far, in proportion: the agent, its model call, then its tools.
+    start = int(run.started_at.timestamp() * 1e9)
+    width = max(time.time_ns() - start, 1_000_000)
+
+    def at(fraction: float) -> int:
+        return start + int(width * fraction)
+
     spans = [
         PbSpan(
             trace_id=trace_id, span_id=root_id, name=f"invoke_agent {agent.slug}",
-            start_time_unix_nano=start, end_time_unix_nano=start + 3_500_000_000,
+            start_time_unix_nano=at(0), end_time_unix_nano=at(1),
             attributes=_attributes({"gen_ai.operation.name": "invoke_agent",
                                     "tether.run.id": str(run.pk)}),
         ),
         PbSpan(
             trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id,
             name=f"chat {agent.default_model or 'gpt-4o'}",
-            start_time_unix_nano=start + 50_000_000, end_time_unix_nano=start + 900_000_000,
+            start_time_unix_nano=at(0.02), end_time_unix_nano=at(0.4),
             attributes=_attributes({
                 "gen_ai.operation.name": "chat", "gen_ai.request.model": agent.default_model or "gpt-4o",
                 "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": 1840,
@@ -88,12 +94,12 @@ def _spans(run: Run, agent: Agent, tools: list[str]) -> ExportTraceServiceReques
         ),
     ]  # fmt: skip
     for i, tool in enumerate(tools):
-        begin = start + 1_000_000_000 + i * 600_000_000
+        begin, end = at(0.42 + i * 0.55 / len(tools)), at(0.42 + (i + 0.8) * 0.55 / len(tools))
         spans.append(
             PbSpan(
                 trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id,
                 name=f"execute_tool {tool}",
-                start_time_unix_nano=begin, end_time_unix_nano=begin + 400_000_000,
+                start_time_unix_nano=begin, end_time_unix_nano=end,
                 attributes=_attributes({"gen_ai.operation.name": "execute_tool",
                                         "gen_ai.tool.name": tool, "tether.run.id": str(run.pk)}),
             )
