@@ -69,7 +69,7 @@ def _arguments(schema: dict[str, Any]) -> dict[str, Any] | None:
 def _spans(run: Run, agent: Agent, tools: list[str]) -> ExportTraceServiceRequest:
     trace_id, root_id = os.urandom(16), os.urandom(8)
     # The spans fill the run so far, in proportion: the agent, its model call, then its tools.
-    start = int(run.started_at.timestamp() * 1e9)
+    start = int(run.started_at.timestamp()) * 10**9 + run.started_at.microsecond * 1000
     width = max(time.time_ns() - start, 1_000_000)
 
     def at(fraction: float) -> int:
