@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from abc import ABCMeta, abstractmethod
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -49,7 +50,7 @@ NOT_FOUND = 4404
 BACKOFF_TICKS = 4
 
 
-class _LiveConsumer(AsyncJsonWebsocketConsumer):
+class _LiveConsumer(AsyncJsonWebsocketConsumer, metaclass=ABCMeta):
     """Accept, then poll a feed on a tick (or when woken) and send what it answers."""
 
     tick = LIVE_TICK_SECONDS
@@ -92,14 +93,17 @@ class _LiveConsumer(AsyncJsonWebsocketConsumer):
     async def spans_stored(self, event: dict[str, Any]) -> None:
         self.wake.set()
 
+    @abstractmethod
     def open_feed(self) -> bool:  # in a worker thread
-        raise NotImplementedError
+        """Find what the socket follows; False when the user may not see it."""
 
+    @abstractmethod
     def poll(self, woken: bool) -> dict[str, Any] | None:  # in a worker thread
-        raise NotImplementedError
+        """The update message for what is new since the cursor, or None when nothing is."""
 
+    @abstractmethod
     def visible(self) -> bool:  # in a worker thread
-        raise NotImplementedError
+        """Whether the user may still see what the socket follows."""
 
     def renew(self) -> None:
         if self.group:
