@@ -155,8 +155,10 @@ def incident_report(*, user: Any, run: Run) -> IncidentReport:
     timeline = selectors.run_timeline(user=user, run=run, full=True, now=now)
     decisions = list(run.decisions.order_by("id")[:TIMELINE_API_SPANS_MAX])
     decision_hashes = {
-        row["id"]: hashlib.sha256(canonical_decision(row)).hexdigest()
-        for row in run.decisions.order_by("id").values(*SEALED_FIELDS)[:TIMELINE_API_SPANS_MAX]
+        d.pk: hashlib.sha256(
+            canonical_decision({name: getattr(d, name) for name in SEALED_FIELDS})
+        ).hexdigest()
+        for d in decisions
     }
     run_events = list(
         AuditEvent.objects.filter(target_type=RUN_TARGET, target_id=str(run.pk)).order_by("seq")
