@@ -126,11 +126,15 @@ def _seal_proofs(decision_ids: list[int]) -> tuple[list[SealProof], list[int]]:
             last_decision_id__gte=min(decision_ids), first_decision_id__lte=max(decision_ids)
         ).order_by("id")
     )
-    covering = [
-        s
+    # Each decision's block, once: the blocks that hold one are the ones to prove.
+    holder = {
+        d: s.pk
+        for d in decision_ids
         for s in seals
-        if any(s.first_decision_id <= d <= s.last_decision_id for d in decision_ids)
-    ]
+        if s.first_decision_id <= d <= s.last_decision_id
+    }
+    holding = set(holder.values())
+    covering = [s for s in seals if s.pk in holding]
     anchors = {
         int(e.target_id): e
         for e in AuditEvent.objects.filter(
@@ -142,10 +146,7 @@ def _seal_proofs(decision_ids: list[int]) -> tuple[list[SealProof], list[int]]:
         rows = decisions_rows(seal.first_decision_id, seal.last_decision_id)
         digest, count = chain_digest(seal.prev_digest, rows)
         proofs.append(SealProof(seal, anchors.get(seal.pk), digest, count))
-    sealed = {
-        d for d in decision_ids for s in covering if s.first_decision_id <= d <= s.last_decision_id
-    }
-    return proofs, [d for d in decision_ids if d not in sealed]
+    return proofs, [d for d in decision_ids if d not in holder]
 
 
 def incident_report(*, user: Any, run: Run) -> IncidentReport:
