@@ -4,6 +4,8 @@ from typing import Any
 
 from django.urls import path, re_path
 
+from apps.approvals import live as approvals_live
+from apps.approvals.consumers import AgentApprovalConsumer
 from apps.traces import consumers
 
 websocket_urlpatterns: list[Any] = [
@@ -11,4 +13,8 @@ websocket_urlpatterns: list[Any] = [
     path("ws/runs/live/", consumers.FleetConsumer.as_asgi()),
     path("ws/runs/<uuid:run_id>/", consumers.RunConsumer.as_asgi()),
     re_path(r"^ws/traces/(?P<trace_id>[0-9a-f]{32})/$", consumers.TraceConsumer.as_asgi()),
+    # The approvals inbox (apps/approvals/live.py).
+    path("ws/approvals/inbox/", approvals_live.InboxConsumer.as_asgi()),
+    # An agent following its own approval request (apps/approvals/consumers.py).
+    path("ws/agents/approvals/<uuid:approval_id>/", AgentApprovalConsumer.as_asgi()),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "apps.policy",
     "apps.runtime",
     "apps.traces",
+    "apps.approvals",
 ]
 
 MIDDLEWARE = [
@@ -158,6 +160,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-runs": {"task": "runtime.expire_runs", "schedule": 30.0},
     "replay-decision-spool": {"task": "runtime.replay_decision_spool", "schedule": 30.0},
     "seal-decisions": {"task": "runtime.seal_decisions", "schedule": 15.0},
+    "expire-approvals": {"task": "approvals.expire", "schedule": 5.0},
+    "escalate-approvals": {"task": "approvals.escalate", "schedule": 30.0},
     "verify-audit-chain": {"task": "audit.verify_chain", "schedule": 6 * 3600.0},
 }
 
@@ -277,6 +281,25 @@ HOT_PATH_THREADS = envint("HOT_PATH_THREADS", 3)
 
 # Token digests are keyed by this, so a database dump alone cannot verify a token.
 TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY
+
+# --- Approval notifications (docs/approvals-notifications.md) ---------------------------------
+# Emails and webhooks link to {TETHER_PUBLIC_URL}/approvals/<id>/: the console as people reach it.
+TETHER_PUBLIC_URL = envstr("TETHER_PUBLIC_URL", "http://127.0.0.1:8000").strip().rstrip("/")
+# A webhook (or Slack) receiver that has not answered in this many seconds is retried later.
+APPROVAL_WEBHOOK_TIMEOUT_SECONDS = envint("APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 5)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Tether <tether@localhost>")
+_public = urlsplit(TETHER_PUBLIC_URL)
+if _public.scheme not in ("http", "https") or not _public.netloc or _public.query:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"TETHER_PUBLIC_URL={TETHER_PUBLIC_URL!r} is not an http(s) address such as "
+        "https://tether.example.com"
+    )
+if not 1 <= APPROVAL_WEBHOOK_TIMEOUT_SECONDS <= 60:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("APPROVAL_WEBHOOK_TIMEOUT_SECONDS must be 1 to 60 seconds")
 
 LOGGING = {
     "version": 1,

@@ -15,10 +15,12 @@ admin.site.site_title = "Tether admin"
 urlpatterns = [
     # The agents' hot path and the probe first: Django tries patterns in order.
     path("api/v1/runtime/", include("apps.runtime.api.urls")),
+    path("api/v1/approvals/", include("apps.approvals.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("", include("apps.traces.urls")),
     path("", include("apps.registry.urls")),
     path("", include("apps.runtime.urls")),
+    path("", include("apps.approvals.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("audit/", include("apps.audit.urls")),
     path("policies/", include("apps.policy.urls")),

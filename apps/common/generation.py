@@ -101,3 +101,30 @@ def read(name: str) -> int | None:
 def local(name: str) -> int:
     """How many times this process bumped ``name``: free to read on every call."""
     return _local.get(name, 0)
+
+
+class CacheToken:
+    """What a per-process cache of ``name`` must have been built under to still be current:
+    (bumps made in this process, the shared generation read at most every ``refresh``
+    seconds). A cache that remembers a different token rebuilds. With Redis unset or down the
+    shared part reads as None and the cache's own time limit is what remains."""
+
+    def __init__(self, name: str, refresh: float) -> None:
+        self.name = name
+        self.refresh = refresh
+        self._lock = threading.Lock()
+        self._shared: int | None = None
+        self._read_at = -refresh
+
+    def __call__(self) -> tuple[int, int | None]:
+        now = time.monotonic()
+        if now - self._read_at >= self.refresh:
+            with self._lock:
+                if now - self._read_at >= self.refresh:
+                    self._shared = read(self.name)
+                    self._read_at = now
+        return local(self.name), self._shared
+
+    def forget(self) -> None:
+        """Read the shared generation again on the next call (tests)."""
+        self._read_at = -self.refresh

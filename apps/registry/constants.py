@@ -58,6 +58,13 @@ class RiskClass(models.TextChoices):
 RISK_ORDER = [r.value for r in RiskClass]
 
 
+class PreviewFormat(models.TextChoices):
+    JSON = "json", "JSON (current and proposed)"
+    TEXT = "text", "Text (current and proposed)"
+    TABLE = "table", "Table (current and proposed rows)"
+    UNIFIED = "unified", "Unified diff"
+
+
 class MemoryClass(models.TextChoices):
     WORKING = "working", "Working (lives and dies with the run)"
     SESSION = "session", "Session"

@@ -23,10 +23,12 @@ from .constants import (
     FailurePosture,
     MemoryAccess,
     MemoryClass,
+    PreviewFormat,
     RiskClass,
 )
 from .validators import (
     validate_actions,
+    validate_blast_radius,
     validate_environments,
     validate_json_object,
     validate_json_schema,
@@ -222,6 +224,29 @@ class Tool(models.Model):
     )
     reversible = models.BooleanField(default=True)
     rollback_hint = models.CharField(max_length=500, blank=True)
+    # What an approver is shown (apps/approvals): the preview the agent must supply, where in
+    # the arguments the blast radius is read, the systems a call reaches and what it sets off.
+    preview_format = models.CharField(
+        max_length=8,
+        choices=PreviewFormat.choices,
+        blank=True,
+        help_text="The preview an agent supplies with a gated call (current and proposed state, "
+        "or a unified diff).",
+    )
+    blast_radius = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_blast_radius],
+        help_text='Where the arguments say the reach, as JSON pointers: {"records": "/ids", '
+        '"people": "/recipients", "money": "/amount", "currency": "/currency"}.',
+    )
+    systems = models.JSONField(default=list, blank=True, validators=[validate_string_list])
+    downstream_tools = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_string_list],
+        help_text="Tools this one sets off (slugs).",
+    )
     audit_event = models.CharField(
         max_length=100,
         blank=True,

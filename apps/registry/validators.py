@@ -124,3 +124,26 @@ def validate_json_object(value: Any) -> None:
         raise ValidationError("Nested too deeply.") from exc
     if size > JSON_FIELD_MAX_BYTES:
         raise ValidationError(f"Larger than {JSON_FIELD_MAX_BYTES // 1024} KiB.")
+
+
+BLAST_RADIUS_KEYS = ("records", "people", "money", "currency")
+
+
+def validate_blast_radius(value: Any) -> None:
+    """Where a tool's arguments say its reach: JSON pointers (``/amount``, ``/rows``) for
+    records, people, money and currency; currency may also be a code (``EUR``)."""
+    if not isinstance(value, dict):
+        raise ValidationError("Must be a JSON object.")
+    unknown = sorted(set(value) - set(BLAST_RADIUS_KEYS))
+    if unknown:
+        raise ValidationError(
+            f"Unknown keys {', '.join(unknown)}; use {', '.join(BLAST_RADIUS_KEYS)}."
+        )
+    for key, pointer in value.items():
+        if not isinstance(pointer, str) or not pointer or len(pointer) > 200:
+            raise ValidationError(f"{key}: a JSON pointer such as /amount.")
+        if key == "currency" and not pointer.startswith("/"):
+            if not (len(pointer) == 3 and pointer.isalpha() and pointer.isupper()):
+                raise ValidationError("currency: a JSON pointer or a code such as EUR.")
+        elif not pointer.startswith("/"):
+            raise ValidationError(f"{key}: a JSON pointer starts with /, e.g. /amount.")

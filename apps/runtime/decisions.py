@@ -32,6 +32,10 @@ from django.db.models import JSONField, Q
 from django.utils import timezone
 from jsonschema import Draft202012Validator
 
+from apps.approvals import gates
+from apps.approvals import services as approvals
+from apps.approvals.constants import ApprovalStatus, ExpiryOutcome, GateOutcome
+from apps.approvals.models import ApprovalRequest
 from apps.audit.services import Actor, audit_record
 from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotFound
@@ -79,6 +83,8 @@ class DecisionRequest:
     store: str = ""
     agent: str = ""
     idempotency_key: str = ""
+    approval: str = ""  # the approval request this step comes back with, if any
+    preview: dict[str, Any] | None = None  # what would change, for the approver (diffs.py)
 
     @property
     def target(self) -> str:
@@ -101,6 +107,7 @@ class Outcome:
     charges: list[tuple[Budget, str, Decimal]] = field(default_factory=list)
     retry_after: int | None = None
     repeated: bool = False  # answers a retry: the key belongs to the first attempt's row
+    approval: ApprovalRequest | None = None  # the request an ask opened, or the one used up
 
 
 def _deny(reason: str, reasoning: str, **extra: Any) -> Outcome:
@@ -181,6 +188,7 @@ def forget_caches() -> None:
     _budgets_token = None
     _budgets.clear()
     runtime_services.forget_runs()
+    gates.forget_gates()
 
 
 # --- the pipeline ----------------------------------------------------------------------------
@@ -214,6 +222,12 @@ def decide(*, run: Run, request: DecisionRequest) -> Decision:
             return answer
         decision = _record(run, request, answer, began, only_if_live=False)
     assert decision is not None  # recorded unconditionally (or spooled)
+    if answer.approval is not None:
+        used = answer.disposition != Disposition.ASK
+        approvals.approval_attach_decision(
+            approval=answer.approval, decision_id=decision.pk, used=used
+        )
+        decision.approval = answer.approval  # type: ignore[attr-defined]  # for the answer
     return decision
 
 
@@ -306,6 +320,16 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     if agent.autonomy_level == 0 and not is_read:
         return _deny(Reason.AUTONOMY_READ_ONLY, f"{agent.slug} is L0: it may only read.")
 
+    risk = gates.risk_class_for(
+        agent_id=agent.pk, tool_id=tool.pk, tool_risk=tool.risk_class, action=request.tool_action
+    )
+    gate = gates.gate_for(agent_id=agent.pk, risk_class=risk)
+    if gate.outcome == GateOutcome.FORBID:
+        return _deny(
+            Reason.RISK_FORBIDDEN,
+            f"{tool.slug}.{request.tool_action} is {risk} risk, and {risk} steps are forbidden"
+            f"{' for ' + agent.slug if gate.overridden_for_agent else ''}.",
+        )
     policy = _policy(
         run,
         "tool.invoke",
@@ -313,7 +337,7 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
         tool.slug,
         {
             "tool_action": request.tool_action,
-            "risk_class": tool.risk_class,
+            "risk_class": risk,
             "data_classes": list(tool.data_classes),
             "amount": _amount(request.arguments),
         },
@@ -321,15 +345,13 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
 
-    gate = _approval_gate(agent.autonomy_level, tool, is_read)
-    if gate:
-        return Outcome(
-            Disposition.ASK,
-            [Reason.APPROVAL_REQUIRED],
-            gate,
-            policies=policy.policies,
-            budgets=_budget_view(run, []),
-        )
+    approved: ApprovalRequest | None = None
+    why = _approval_gate(agent.autonomy_level, tool, is_read, risk, gate)
+    if why:
+        step = _approval_step(run, request, tool, risk, gate, why, policy.policies)
+        if isinstance(step, Outcome):
+            return step
+        approved = step
 
     args_hash = request.arguments_sha256 or NO_ARGUMENTS_SHA256
 
@@ -379,7 +401,162 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
         BudgetKind.SCOPE: (1, "distinct", tool.slug),
         BudgetKind.RETRIES: (1, "repeat", ""),
     }
-    return _reserve(run, guards, amounts, policy.policies, key=request.idempotency_key)
+    outcome = _reserve(run, guards, amounts, policy.policies, key=request.idempotency_key)
+    if approved is not None and outcome.disposition == Disposition.ALLOW:
+        if not approvals.approval_claim(approval=approved):
+            return _deny(
+                Reason.APPROVAL_USED,
+                f"Approval {approved.pk} was used by another request a moment ago.",
+                policies=policy.policies,
+            )
+        outcome.reasons.append(Reason.APPROVED)
+        outcome.reasoning = f"Allowed against approval {approved.pk} (now used up)."
+        outcome.approval = approved
+    return outcome
+
+
+def _step_hash(request: DecisionRequest) -> str:
+    return request.arguments_sha256 or NO_ARGUMENTS_SHA256
+
+
+def _approval_step(
+    run: Run,
+    request: DecisionRequest,
+    tool: ToolContract,
+    risk: str,
+    gate: gates.Gate,
+    why: str,
+    policies: list[str],
+) -> Outcome | ApprovalRequest:
+    """A gated step: the approved request it may use, or the answer that stops it here.
+
+    Coming back with ``approval``, that request must be this run's, for this very tool,
+    action and arguments, approved, unused and unexpired; anything else is a deny that says
+    which. Coming back without one, an approved, unused request for the same step is used;
+    failing that, the step's pending request (opened now if there is none) makes it an ask.
+    """
+    step_hash = _step_hash(request)
+    now = timezone.now()
+    if request.approval:
+        approval = (
+            ApprovalRequest.objects.filter(pk=request.approval, run=run)
+            .select_related("tool", "agent")
+            .first()
+        )
+        if approval is None:
+            return _deny(
+                Reason.APPROVAL_INVALID,
+                f"No approval request {request.approval} belongs to this run.",
+                policies=policies,
+            )
+        if (
+            approval.tool_id != tool.pk
+            or approval.tool_action != request.tool_action
+            or approval.arguments_sha256 != step_hash
+        ):
+            return _deny(
+                Reason.APPROVAL_MISMATCH,
+                f"Approval {approval.pk} was given for {approval.tool.slug}."
+                f"{approval.tool_action} with other arguments; this request differs from "
+                "what was approved.",
+                policies=policies,
+            )
+        return _approval_answered(run, approval, why, policies, now)
+    approved = (
+        ApprovalRequest.objects.filter(
+            run=run,
+            tool_id=tool.pk,
+            tool_action=request.tool_action,
+            arguments_sha256=step_hash,
+            status=ApprovalStatus.APPROVED,
+            used_at__isnull=True,
+            expires_at__gt=now,
+        )
+        .select_related("tool", "agent")
+        .first()
+    )
+    if approved is not None:
+        return approved
+    opened = approvals.approval_open(
+        run=run,
+        tool=tool,
+        tool_action=request.tool_action,
+        arguments=request.arguments,
+        arguments_sha256=step_hash,
+        reason=request.reason,
+        preview=request.preview,
+        risk_class=risk,
+        gate=gate,
+        gate_reasoning=why,
+        policies=policies,
+    )
+    return _asking(run, opened, why, policies)
+
+
+def _asking(run: Run, approval: ApprovalRequest, why: str, policies: list[str]) -> Outcome:
+    return Outcome(
+        Disposition.ASK,
+        [Reason.APPROVAL_REQUIRED],
+        f"{why} Waiting for approval {approval.pk} "
+        f"({approval.approvals_required} approver{'s' if approval.approvals_required > 1 else ''}).",
+        policies=policies,
+        budgets=_budget_view(run, []),
+        approval=approval,
+    )
+
+
+def _approval_answered(
+    run: Run, approval: ApprovalRequest, why: str, policies: list[str], now: datetime
+) -> Outcome | ApprovalRequest:
+    """What a step that comes back with its own approval request gets, by that request's state."""
+    if approval.status == ApprovalStatus.PENDING and approval.expires_at <= now:
+        approvals.approvals_expire(now=now)
+        approval.refresh_from_db()
+    status = approval.status
+    if status == ApprovalStatus.PENDING:
+        return _asking(run, approval, why, policies)
+    if status == ApprovalStatus.APPROVED:
+        if approval.used_at is not None:
+            return _deny(
+                Reason.APPROVAL_USED,
+                f"Approval {approval.pk} was used already; an approval is good for one step.",
+                policies=policies,
+            )
+        if approval.expires_at <= now:
+            return _deny(
+                Reason.APPROVAL_EXPIRED,
+                f"Approval {approval.pk} expired before the step came back; ask again.",
+                policies=policies,
+            )
+        return approval
+    if status == ApprovalStatus.EXPIRED:
+        if approval.on_expiry == ExpiryOutcome.PAUSE:
+            return Outcome(
+                Disposition.DEFER,
+                [Reason.APPROVAL_EXPIRED],
+                f"Approval {approval.pk} expired unanswered; the run pauses. Ask again later "
+                "to raise a new request.",
+                policies=policies,
+                retry_after=60,
+                approval=approval,
+            )
+        return _deny(
+            Reason.APPROVAL_EXPIRED,
+            f"Approval {approval.pk} expired: nobody answered in time.",
+            policies=policies,
+            approval=approval,
+        )
+    reason, verb = {
+        ApprovalStatus.REJECTED: (Reason.APPROVAL_REJECTED, "was rejected"),
+        ApprovalStatus.CHANGES_REQUESTED: (
+            Reason.APPROVAL_CHANGES_REQUESTED,
+            "came back with changes requested",
+        ),
+    }.get(status, (Reason.APPROVAL_CANCELLED, "was cancelled"))
+    feedback = f": {approval.feedback}" if approval.feedback else "."
+    return _deny(
+        reason, f"Approval {approval.pk} {verb}{feedback}", policies=policies, approval=approval
+    )
 
 
 def _model_call(run: Run, request: DecisionRequest) -> Outcome:
@@ -447,15 +624,21 @@ def _delegate(run: Run, request: DecisionRequest) -> Outcome:
 # --- stages ----------------------------------------------------------------------------------
 
 
-def _approval_gate(level: int, tool: ToolContract, is_read: bool) -> str:
-    """Why a person must approve this call first, or '' (docs/autonomy-levels.md)."""
+def _approval_gate(
+    level: int, tool: ToolContract, is_read: bool, risk: str, gate: gates.Gate
+) -> str:
+    """Why a person must approve this call first, or '' (docs/autonomy-levels.md,
+    docs/approvals.md). ``risk`` is the step's class after the risk mappings."""
     if tool.approval_required:
         return f"Every call of {tool.slug} needs a person's approval."
-    if tool.risk_class == RiskClass.CRITICAL:
-        return f"{tool.slug} is critical: it never runs without approval."
+    if risk == RiskClass.CRITICAL:
+        return f"{tool.slug} is critical here: it never runs without approval."
+    if gate.outcome == GateOutcome.ASK:
+        whose = "this agent's" if gate.overridden_for_agent else "the organisation's"
+        return f"{risk.title()}-risk steps ask a person first ({whose} gate)."
     if level == 1 and not is_read:
         return "An L1 agent asks before every change."
-    if level == 2 and tool.risk_class == RiskClass.HIGH:
+    if level == 2 and risk == RiskClass.HIGH:
         return f"An L2 agent asks before high-risk actions such as {tool.slug}."
     return ""
 

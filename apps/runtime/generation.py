@@ -9,16 +9,11 @@ part reads as None and the cache's own time limit is what remains.
 
 from __future__ import annotations
 
-import threading
-import time
-
 from apps.common import generation
 
 from .constants import BUDGET_GENERATION, BUDGET_REFRESH_SECONDS
 
-_lock = threading.Lock()
-_shared: int | None = None
-_read_at = -BUDGET_REFRESH_SECONDS
+budget_cache_token = generation.CacheToken(BUDGET_GENERATION, BUDGET_REFRESH_SECONDS)
 
 
 def bump_budget_generation() -> None:
@@ -26,23 +21,6 @@ def bump_budget_generation() -> None:
     generation.bump_on_commit(BUDGET_GENERATION)
 
 
-def budget_cache_token() -> tuple[int, int | None]:
-    """What a budget cache must have been built under to still be current.
-
-    (bumps made in this process, the shared generation read at most every
-    ``BUDGET_REFRESH_SECONDS``). A cache that remembers a different token rebuilds.
-    """
-    global _shared, _read_at
-    now = time.monotonic()
-    if now - _read_at >= BUDGET_REFRESH_SECONDS:
-        with _lock:
-            if now - _read_at >= BUDGET_REFRESH_SECONDS:
-                _shared = generation.read(BUDGET_GENERATION)
-                _read_at = now
-    return generation.local(BUDGET_GENERATION), _shared
-
-
 def forget_budget_token() -> None:
     """Read the shared generation again on the next call (tests)."""
-    global _read_at
-    _read_at = -BUDGET_REFRESH_SECONDS
+    budget_cache_token.forget()

@@ -120,6 +120,8 @@ def credential_revoke(*, actor: User, credential: AgentCredential) -> None:
         target_repr=agent.slug,
         after={"credential": credential.pk, "runs_ended": ended},
     )
+    for run in Run.objects.filter(credential=credential, state=RunState.KILLED, ended_at=now):
+        _cancel_approvals(run, "The credential behind the run was revoked.")
 
 
 @transaction.atomic
@@ -484,7 +486,15 @@ def run_finish(*, run: Run, state: str, outcome: str = "") -> Run:
         target_repr=str(run),
         after={"state": state, "outcome": run.outcome},
     )
+    _cancel_approvals(run, f"The run {state} before the request was answered.")
     return run
+
+
+def _cancel_approvals(run: Run, why: str) -> None:
+    """A run that ended can use none of its pending approval requests: close them."""
+    from apps.approvals.services import approvals_cancel_for_run
+
+    approvals_cancel_for_run(run=run, why=why)
 
 
 def run_expire(*, run: Run) -> bool:
@@ -501,6 +511,7 @@ def run_expire(*, run: Run) -> bool:
                 target_id=str(run.pk),
                 target_repr=str(run),
             )
+            _cancel_approvals(run, "The run's token expired before the request was answered.")
     run.refresh_from_db()
     return bool(claimed)
 

@@ -17,18 +17,17 @@ of the channel layer does not add a timeout to every export.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.core.cache import cache
 from django.db import transaction
+
+from apps.common import broadcast
 
 from .constants import LIVE_INTEREST_TTL_SECONDS, LIVE_QUIET_SECONDS, LIVE_SEND_TIMEOUT_SECONDS
 
@@ -50,8 +49,6 @@ def trace_socket_path(trace_id: str) -> str:
 
 
 _quiet_until = 0.0
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
 
 
 def run_group(run_id: uuid.UUID | str) -> str:
@@ -99,34 +96,12 @@ def notify(groups: list[str]) -> int:
         keys = {interest_key(group): group for group in groups}
         watched = [keys[key] for key in cache.get_many(list(keys))]
         if watched:
-            future = asyncio.run_coroutine_threadsafe(_send(watched), _sender_loop())
-            future.result(timeout=LIVE_SEND_TIMEOUT_SECONDS + 0.5)
+            broadcast.group_send(watched, {"type": SPANS_STORED}, timeout=LIVE_SEND_TIMEOUT_SECONDS)
         return len(watched)
     except Exception:
         _quiet_until = time.monotonic() + LIVE_QUIET_SECONDS
         logger.warning("Live views: could not notify %d group(s)", len(groups), exc_info=True)
         return 0
-
-
-def _sender_loop() -> asyncio.AbstractEventLoop:
-    """One event loop per process, in a daemon thread, for the notifications: the channel
-    layer keeps its Redis connections per loop, so they are reused (a fresh loop per export,
-    as ``async_to_sync`` makes in a plain thread, would connect anew every time)."""
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="tether-live", daemon=True).start()
-            _loop = loop
-        return _loop
-
-
-async def _send(groups: list[str]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    sends = (layer.group_send(group, {"type": SPANS_STORED}) for group in groups)
-    await asyncio.wait_for(asyncio.gather(*sends), timeout=LIVE_SEND_TIMEOUT_SECONDS)
 
 
 def forget_quiet() -> None:

@@ -8,8 +8,19 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, When
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -277,10 +288,18 @@ def run_decisions(*, run: Run, after: int = 0, limit: int) -> QuerySet[Decision]
 
 
 def run_events(*, run: Run, after: int = 0, limit: int) -> QuerySet[AuditEvent]:
-    """Audit events about the run (started, finished, killed ...)."""
-    return AuditEvent.objects.filter(
-        target_type=RUN_TARGET, target_id=str(run.pk), id__gt=after
-    ).order_by("id")[:limit]
+    """Audit events about the run (started, finished, killed ...) and about its approval
+    requests (created, approved, rejected, expired ...)."""
+    from apps.approvals.models import ApprovalRequest
+    from apps.approvals.services import APPROVAL_TARGET
+
+    approvals = ApprovalRequest.objects.filter(run=run).values(
+        key=Cast("pk", output_field=CharField())
+    )
+    about = Q(target_type=RUN_TARGET, target_id=str(run.pk)) | Q(
+        target_type=APPROVAL_TARGET, target_id__in=Subquery(approvals)
+    )
+    return AuditEvent.objects.filter(about, id__gt=after).order_by("id")[:limit]
 
 
 def run_timeline(

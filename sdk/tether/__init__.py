@@ -12,8 +12,11 @@ from .aio import AsyncClient, AsyncRun
 from .client import Client, Run
 from .errors import (
     ApiError,
+    ApprovalExpired,
+    ApprovalRejected,
     ApprovalRequired,
     BadRequest,
+    ChangesRequested,
     ConfigurationError,
     Deferred,
     Denied,
@@ -27,16 +30,30 @@ from .errors import (
     Unauthorized,
 )
 from .governed import active_run, governed_tool
-from .models import READ_ACTIONS, Budget, Decision, Disposition, Envelope, FailurePosture
+from .models import (
+    READ_ACTIONS,
+    Approval,
+    ApprovalStatus,
+    Budget,
+    Decision,
+    Disposition,
+    Envelope,
+    FailurePosture,
+)
 
 __all__ = [
     "READ_ACTIONS",
     "ApiError",
+    "Approval",
+    "ApprovalExpired",
+    "ApprovalRejected",
     "ApprovalRequired",
+    "ApprovalStatus",
     "AsyncClient",
     "AsyncRun",
     "BadRequest",
     "Budget",
+    "ChangesRequested",
     "Client",
     "ConfigurationError",
     "Decision",

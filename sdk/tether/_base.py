@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import quote
 
 import httpx
 
 from ._version import __version__
 from .errors import (
     ApiError,
+    ApprovalExpired,
+    ApprovalRejected,
     ApprovalRequired,
     BadRequest,
+    ChangesRequested,
     ConfigurationError,
     Deferred,
     Denied,
@@ -31,11 +37,12 @@ from .errors import (
     TetherUnavailable,
     Unauthorized,
 )
-from .models import FAILURE_POSTURES, READ_ACTIONS, Decision, Envelope, FailurePosture
+from .models import FAILURE_POSTURES, READ_ACTIONS, Approval, Decision, Envelope, FailurePosture
 
 logger = logging.getLogger("tether")
 
 API_PREFIX = "/api/v1/runtime/"
+APPROVALS_PREFIX = "/api/v1/approvals/"
 USER_AGENT = f"tether-sdk/{__version__}"
 AGENT_KEY_PREFIX = "tth_agent_"
 DEFAULT_TTL_SECONDS = 900.0
@@ -48,6 +55,10 @@ OUTCOME_MAX = 100
 #: Waiting on a ``defer`` that names no time, and the most one wait may last.
 DEFER_DELAY = 1.0
 MAX_DEFER_DELAY = 60.0
+#: One long-poll for an approval waits at most this long (Tether allows up to 30 s); waiting
+#: longer is done by asking again. Below ``MIN_POLL_SECONDS`` left, the state is read instead.
+WAIT_POLL_SECONDS = 25.0
+MIN_POLL_SECONDS = 1.0
 
 # The run governed functions ask: set by ``client.run(...)`` for the block it wraps.
 current_run: ContextVar[RunBase | None] = ContextVar("tether_current_run", default=None)
@@ -88,6 +99,55 @@ def base_url(url: str) -> str:
 
 def default_headers() -> dict[str, str]:
     return {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+
+def approval_url(url: str, approval_id: str, *, wait: bool) -> str:
+    """Absolute, so it leaves the runtime API's base URL the HTTP client was made with."""
+    path = f"{url}{APPROVALS_PREFIX}{quote(str(approval_id), safe='')}/"
+    return path + "wait/" if wait else path
+
+
+def approval_wait(value: float | bool) -> tuple[bool, float | None]:
+    """``wait_for_approval=`` read as (wait at all?, for at most how many seconds; None: until
+    the request is decided, which it is by its deadline at the latest)."""
+    if value is True:
+        return True, None
+    if value is False:
+        return False, None
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return value > 0, float(value)
+    raise ConfigurationError(
+        f"wait_for_approval takes True, False or a number of seconds, not {value!r}"
+    )
+
+
+def wait_deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout < 0:
+        raise ConfigurationError(f"timeout should be a number of seconds or None, not {timeout!r}")
+    return time.monotonic() + timeout
+
+
+def next_poll(deadline: float | None) -> float | None:
+    """How long the next long-poll may wait; None: just read the state (almost out of time)."""
+    if deadline is None:
+        return WAIT_POLL_SECONDS
+    remaining = deadline - time.monotonic()
+    return min(WAIT_POLL_SECONDS, remaining) if remaining >= MIN_POLL_SECONDS else None
+
+
+def past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def poll_params(poll: float | None) -> dict[str, str] | None:
+    return None if poll is None else {"timeout": f"{poll:.3f}"}
+
+
+def long_poll_timeout(timeout: float, poll: float | None) -> httpx.Timeout:
+    """The client's timeouts, reading given the poll's length on top."""
+    return httpx.Timeout(timeout, read=timeout + (poll or 0.0))
 
 
 def encode(body: Mapping[str, Any]) -> bytes:
@@ -269,7 +329,11 @@ class RunBase:
 
     @staticmethod
     def _tool_body(
-        name: str, arguments: Mapping[str, Any], action: str, reason: str | None
+        name: str,
+        arguments: Mapping[str, Any],
+        action: str,
+        reason: str | None,
+        approval: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "action": "tool.invoke",
@@ -279,6 +343,8 @@ class RunBase:
         }
         if reason is not None:
             body["reason"] = reason
+        if approval is not None:
+            body["approval"] = str(approval)
         return body
 
     @staticmethod
@@ -335,6 +401,8 @@ class RunBase:
         (not a defer, or waiting more would go past ``limit`` seconds in all)."""
         if data.get("disposition") != "defer":
             return None
+        if "approval_expired" in (data.get("reasons") or ()):
+            return None  # the same approval stays expired: asking again cannot help
         retry_after = data.get("retry_after")
         delay = float(retry_after) if isinstance(retry_after, int | float) else DEFER_DELAY
         delay = min(max(delay, 0.0), MAX_DEFER_DELAY)
@@ -343,17 +411,42 @@ class RunBase:
     def _settle(self, data: Mapping[str, Any], body: Mapping[str, Any]) -> Decision:
         """Turn Tether's answer into a returned decision or the matching exception."""
         decision = Decision.from_json(data)
+        approval = Approval.from_json(decision.approval) if decision.approval else None
         if decision.disposition == "deny":
             if "run_not_running" in decision.reasons:
                 error = RunEnded(decision, None)
                 self._mark_ended(error)
                 raise error
+            for reason, error_class in _APPROVAL_REFUSALS.items():
+                if reason in decision.reasons:
+                    raise error_class(decision, approval=approval)
             raise Denied(decision)
         if decision.disposition == "ask":
-            raise ApprovalRequired(decision)
+            raise ApprovalRequired(decision, approval=approval)
         if decision.disposition == "defer":
+            if "approval_expired" in decision.reasons:  # the gate pauses expired requests
+                raise ApprovalExpired(decision, approval=approval)
             raise Deferred(decision)
         return self._complete(decision, body)
+
+    @staticmethod
+    def _still_pending(
+        asked: ApprovalRequired, approval: Approval, waited: float | None
+    ) -> ApprovalRequired:
+        """What to raise after a wait that ran out: the step still waits for people."""
+        how_long = "" if waited is None else f" after waiting {waited:g} s"
+        return ApprovalRequired(
+            asked.decision,
+            f"approval {approval.id} is still pending{how_long} "
+            f"({approval.approvals} of {approval.approvals_required} approvals)",
+            approval=approval,
+        )
+
+    @staticmethod
+    def _approval_to_wait_for(asked: ApprovalRequired) -> str:
+        if asked.approval_id is None:
+            raise ProtocolError("Tether asked for an approval without naming the request")
+        return asked.approval_id
 
     @staticmethod
     def _complete(decision: Decision, body: Mapping[str, Any]) -> Decision:
@@ -405,10 +498,20 @@ class RunBase:
 
     # -- what governed functions call (implemented by Run and AsyncRun) ----------------------
 
-    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
+    def _check_tool_sync(
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
+    ) -> Decision:
         raise NotImplementedError
 
     def _check_tool_async(
-        self, name: str, arguments: dict[str, Any], action: str
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
     ) -> Awaitable[Decision]:
         raise NotImplementedError
+
+
+# A deny about an approval, by its reason. Expired is its own outcome, never a rejection.
+_APPROVAL_REFUSALS: dict[str, type[ApprovalRejected] | type[ApprovalExpired]] = {
+    "approval_changes_requested": ChangesRequested,
+    "approval_rejected": ApprovalRejected,
+    "approval_expired": ApprovalExpired,
+}

@@ -14,6 +14,8 @@ import httpx
 
 from ._base import (
     RunBase,
+    approval_url,
+    approval_wait,
     base_url,
     check_settings,
     current_run,
@@ -21,16 +23,29 @@ from ._base import (
     encode,
     is_retryable,
     logger,
+    long_poll_timeout,
     new_idempotency_key,
+    next_poll,
+    past,
+    poll_params,
     read_response,
     request_headers,
     resolve_config,
     retry_delay,
     unavailable,
+    wait_deadline,
 )
-from .errors import ApiError, NoActiveRun, RunEnded, TetherError, TetherUnavailable, Unauthorized
+from .errors import (
+    ApiError,
+    ApprovalRequired,
+    NoActiveRun,
+    RunEnded,
+    TetherError,
+    TetherUnavailable,
+    Unauthorized,
+)
 from .governed import governed_tool
-from .models import Budget, Decision
+from .models import Approval, Budget, Decision
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -118,10 +133,10 @@ class AsyncClient:
             current_run.reset(token)
 
     def governed_tool(
-        self, name: str, action: str = "invoke"
+        self, name: str, action: str = "invoke", *, wait_for_approval: float | bool = False
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """See ``tether.governed_tool``; calls ask the run of the enclosing ``run()`` block."""
-        return governed_tool(name, action)
+        return governed_tool(name, action, wait_for_approval=wait_for_approval)
 
     def current_run(self) -> AsyncRun:
         """The run of the enclosing ``async with client.run(...)`` block (for code such as a
@@ -135,12 +150,14 @@ class AsyncClient:
         self,
         path: str,
         token: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
         *,
         retries: int | None = None,
         idempotency_key: str | None = None,
+        poll: float | None = None,
     ) -> dict[str, Any]:
-        content = encode(body)
+        content = None if body is None else encode(body)
+        method = "GET" if body is None else "POST"
         headers = request_headers(token, idempotency_key)
         attempts = (self.retries if retries is None else retries) + 1
         cause: BaseException | None = None
@@ -148,7 +165,14 @@ class AsyncClient:
             if attempt:
                 await self._sleep(retry_delay(self.backoff, attempt - 1))
             try:
-                response = await self._http.post(path, content=content, headers=headers)
+                response = await self._http.request(
+                    method,
+                    path,
+                    content=content,
+                    headers=headers,
+                    params=poll_params(poll),
+                    timeout=long_poll_timeout(self.timeout, poll),
+                )
             except httpx.TransportError as exc:
                 cause = exc
                 continue
@@ -173,8 +197,34 @@ class AsyncRun(RunBase):
         *,
         action: str = "invoke",
         reason: str | None = None,
+        approval: str | None = None,
+        wait_for_approval: float | bool = False,
     ) -> Decision:
-        return await self._decide(self._tool_body(name, arguments, action, reason))
+        """See ``Run.check_tool``."""
+        body = self._tool_body(name, arguments, action, reason, approval)
+        waits, limit = approval_wait(wait_for_approval)
+        if not waits:
+            return await self._decide(body)
+        try:
+            return await self._decide(body)
+        except ApprovalRequired as asked:
+            approval_id = self._approval_to_wait_for(asked)
+            answer = await self.wait_for_approval(approval_id, timeout=limit)
+            if not answer.decided:
+                raise self._still_pending(asked, answer, limit) from asked
+        return await self._decide({**body, "approval": approval_id})
+
+    async def wait_for_approval(
+        self, approval_id: str, *, timeout: float | None = None
+    ) -> Approval:
+        """See ``Run.wait_for_approval``."""
+        deadline = wait_deadline(timeout)
+        while True:
+            poll = next_poll(deadline)
+            url = approval_url(self.client.url, approval_id, wait=poll is not None)
+            approval = Approval.from_json(await self._send(url, None, poll=poll))
+            if approval.decided or poll is None or past(deadline):
+                return approval
 
     async def check_model(
         self,
@@ -221,15 +271,21 @@ class AsyncRun(RunBase):
     async def _send(
         self,
         path: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         *,
         retries: int | None = None,
         idempotency_key: str | None = None,
+        poll: float | None = None,
     ) -> dict[str, Any]:
         self._raise_if_ended()
         try:
             return await self.client._request(
-                path, self.token, body, retries=retries, idempotency_key=idempotency_key
+                path,
+                self.token,
+                body,
+                retries=retries,
+                idempotency_key=idempotency_key,
+                poll=poll,
             )
         except RunEnded as exc:
             self._mark_ended(exc)
@@ -266,11 +322,13 @@ class AsyncRun(RunBase):
             self.state = state
 
     async def _check_tool_async(
-        self, name: str, arguments: dict[str, Any], action: str
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
     ) -> Decision:
-        return await self.check_tool(name, arguments, action=action)
+        return await self.check_tool(name, arguments, action=action, wait_for_approval=wait)
 
-    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
+    def _check_tool_sync(
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
+    ) -> Decision:
         """A sync tool inside an async run, e.g. run by a framework in a worker thread: ask on
         the run's event loop and wait here. On the loop's own thread that would deadlock."""
         try:
@@ -283,7 +341,7 @@ class AsyncRun(RunBase):
                 "async run; make it `async def`, or call it from a worker thread"
             )
         future = asyncio.run_coroutine_threadsafe(
-            self.check_tool(name, arguments, action=action), self.loop
+            self.check_tool(name, arguments, action=action, wait_for_approval=wait), self.loop
         )
         return future.result()
 

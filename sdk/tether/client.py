@@ -15,6 +15,8 @@ import httpx
 
 from ._base import (
     RunBase,
+    approval_url,
+    approval_wait,
     base_url,
     check_settings,
     current_run,
@@ -22,16 +24,29 @@ from ._base import (
     encode,
     is_retryable,
     logger,
+    long_poll_timeout,
     new_idempotency_key,
+    next_poll,
+    past,
+    poll_params,
     read_response,
     request_headers,
     resolve_config,
     retry_delay,
     unavailable,
+    wait_deadline,
 )
-from .errors import ApiError, NoActiveRun, RunEnded, TetherError, TetherUnavailable, Unauthorized
+from .errors import (
+    ApiError,
+    ApprovalRequired,
+    NoActiveRun,
+    RunEnded,
+    TetherError,
+    TetherUnavailable,
+    Unauthorized,
+)
 from .governed import governed_tool
-from .models import Budget, Decision
+from .models import Approval, Budget, Decision
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -132,10 +147,10 @@ class Client:
             current_run.reset(token)
 
     def governed_tool(
-        self, name: str, action: str = "invoke"
+        self, name: str, action: str = "invoke", *, wait_for_approval: float | bool = False
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """See ``tether.governed_tool``; calls ask the run of the enclosing ``run()`` block."""
-        return governed_tool(name, action)
+        return governed_tool(name, action, wait_for_approval=wait_for_approval)
 
     def current_run(self) -> Run:
         """The run of the enclosing ``with client.run(...)`` block (for code such as a
@@ -149,13 +164,16 @@ class Client:
         self,
         path: str,
         token: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | None,
         *,
         retries: int | None = None,
         idempotency_key: str | None = None,
+        poll: float | None = None,
     ) -> dict[str, Any]:
-        """POST with retries on connection errors and 5xx; ``TetherUnavailable`` after them."""
-        content = encode(body)
+        """POST ``body`` (GET without one; a long-poll of ``poll`` seconds with it) with retries
+        on connection errors and 5xx; ``TetherUnavailable`` after them."""
+        content = None if body is None else encode(body)
+        method = "GET" if body is None else "POST"
         headers = request_headers(token, idempotency_key)
         attempts = (self.retries if retries is None else retries) + 1
         cause: BaseException | None = None
@@ -163,7 +181,14 @@ class Client:
             if attempt:
                 self._sleep(retry_delay(self.backoff, attempt - 1))
             try:
-                response = self._http.post(path, content=content, headers=headers)
+                response = self._http.request(
+                    method,
+                    path,
+                    content=content,
+                    headers=headers,
+                    params=poll_params(poll),
+                    timeout=long_poll_timeout(self.timeout, poll),
+                )
             except httpx.TransportError as exc:
                 cause = exc
                 continue
@@ -182,6 +207,8 @@ class Run(RunBase):
     ``modify``) and raises otherwise: ``Denied`` for ``deny``, ``ApprovalRequired`` for
     ``ask``, ``Deferred`` for ``defer``, ``RunEnded`` once the run is over, and
     ``TetherUnavailable`` when Tether cannot be reached and the posture says fail closed.
+    A step that comes back with its approval raises ``ApprovalRejected``,
+    ``ChangesRequested`` or ``ApprovalExpired`` when that approval did not let it through.
     """
 
     client: Client = field(repr=False, compare=False, kw_only=True)
@@ -193,10 +220,48 @@ class Run(RunBase):
         *,
         action: str = "invoke",
         reason: str | None = None,
+        approval: str | None = None,
+        wait_for_approval: float | bool = False,
     ) -> Decision:
         """May the tool ``name`` do ``action`` with these arguments? Call it with the returned
-        decision's ``arguments`` (Tether's modified ones on ``modify``)."""
-        return self._decide(self._tool_body(name, arguments, action, reason))
+        decision's ``arguments`` (Tether's modified ones on ``modify``).
+
+        ``approval`` comes back after an ``ask`` with the approved request's id (the same
+        arguments). With ``wait_for_approval`` (True, or at most that many seconds) an ``ask``
+        is waited out here: once people decided, the step is asked again with its approval,
+        and the answer to that is returned or raised. A wait that runs out raises
+        ``ApprovalRequired`` with the request still pending.
+        """
+        body = self._tool_body(name, arguments, action, reason, approval)
+        waits, limit = approval_wait(wait_for_approval)
+        if not waits:
+            return self._decide(body)
+        try:
+            return self._decide(body)
+        except ApprovalRequired as asked:
+            approval_id = self._approval_to_wait_for(asked)
+            answer = self.wait_for_approval(approval_id, timeout=limit)
+            if not answer.decided:
+                raise self._still_pending(asked, answer, limit) from asked
+        return self._decide({**body, "approval": approval_id})
+
+    def wait_for_approval(self, approval_id: str, *, timeout: float | None = None) -> Approval:
+        """Wait until people decided the approval request ``approval_id`` (or it expired or
+        was cancelled), for at most ``timeout`` seconds; None waits until it is decided, which
+        it is by its deadline at the latest. Returns its state: ``decided`` is false if the
+        timeout came first. Long-polls Tether, ``WAIT_POLL_SECONDS`` at a time, and learns of
+        an answer within about a second of it.
+
+        The step has not happened either way: come back with ``check_tool(...,
+        approval=approval_id)`` and the same arguments.
+        """
+        deadline = wait_deadline(timeout)
+        while True:
+            poll = next_poll(deadline)
+            url = approval_url(self.client.url, approval_id, wait=poll is not None)
+            approval = Approval.from_json(self._send(url, None, poll=poll))
+            if approval.decided or poll is None or past(deadline):
+                return approval
 
     def check_model(
         self,
@@ -253,16 +318,22 @@ class Run(RunBase):
     def _send(
         self,
         path: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         *,
         retries: int | None = None,
         idempotency_key: str | None = None,
+        poll: float | None = None,
     ) -> dict[str, Any]:
         """A request with the run token; the run is marked over when Tether says it is."""
         self._raise_if_ended()
         try:
             return self.client._request(
-                path, self.token, body, retries=retries, idempotency_key=idempotency_key
+                path,
+                self.token,
+                body,
+                retries=retries,
+                idempotency_key=idempotency_key,
+                poll=poll,
             )
         except RunEnded as exc:
             self._mark_ended(exc)
@@ -298,14 +369,18 @@ class Run(RunBase):
         else:
             self.state = state
 
-    def _check_tool_sync(self, name: str, arguments: dict[str, Any], action: str) -> Decision:
-        return self.check_tool(name, arguments, action=action)
+    def _check_tool_sync(
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
+    ) -> Decision:
+        return self.check_tool(name, arguments, action=action, wait_for_approval=wait)
 
     async def _check_tool_async(
-        self, name: str, arguments: dict[str, Any], action: str
+        self, name: str, arguments: dict[str, Any], action: str, wait: float | bool
     ) -> Decision:
         # An async tool inside a sync run: ask from a worker thread, not on the event loop.
-        return await asyncio.to_thread(self.check_tool, name, arguments, action=action)
+        return await asyncio.to_thread(
+            self.check_tool, name, arguments, action=action, wait_for_approval=wait
+        )
 
 
 class _Heartbeat:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .models import Decision
+    from .models import Approval, Decision
 
 
 class TetherError(Exception):
@@ -84,13 +84,56 @@ class Denied(TetherError):
         return self.decision.policies
 
 
-class ApprovalRequired(Denied):
-    """Disposition ``ask``: a person must approve this step first.
+class _ApprovalAnswer(Denied):
+    """What the approval errors share: the request they are about, as last seen."""
 
-    This client does not wait for the approval yet; the step has not happened. Catch this to
-    tell the user, or retry the step later. ``decision.approval`` carries what Tether returned
-    about the approval request (it may be ``None``).
+    def __init__(
+        self, decision: Decision, message: str | None = None, *, approval: Approval | None = None
+    ) -> None:
+        self.approval = approval
+        super().__init__(decision, message)
+
+    @property
+    def approval_id(self) -> str | None:
+        """The approval request's id (to wait for it, or to come back with it)."""
+        return self.approval.id if self.approval is not None else self.decision.approval_id
+
+    @property
+    def feedback(self) -> str:
+        """What the approver said: the reason for a rejection, the changes asked for."""
+        if self.approval is not None:
+            return self.approval.feedback
+        return str((self.decision.approval or {}).get("feedback") or "")
+
+
+class ApprovalRequired(_ApprovalAnswer):
+    """Disposition ``ask``: a person must approve this step first; it has not happened.
+
+    ``approval_id`` names the request Tether opened. Wait for its outcome with
+    ``run.wait_for_approval(approval_id)`` and come back with ``check_tool(...,
+    approval=approval_id)``, or let ``check_tool``/``governed_tool`` do both
+    (``wait_for_approval=``). Raised again after such a wait ran out with the request still
+    pending; ``approval`` is then its latest state.
     """
+
+
+class ApprovalRejected(_ApprovalAnswer):
+    """A person rejected the step (reason ``approval_rejected``); ``feedback`` says why."""
+
+
+class ChangesRequested(ApprovalRejected):
+    """A person asked for changes instead (reason ``approval_changes_requested``):
+    ``feedback`` says which. Ask again with the changed step; it is a new request."""
+
+
+class ApprovalExpired(_ApprovalAnswer):
+    """Nobody answered in time (reason ``approval_expired``), or the approved step came back
+    after its approval ran out. Not a rejection: no person said no. ``approval.on_expiry`` is
+    ``pause`` when the gate means "ask again later" (a ``defer``; ``retry_after`` seconds)."""
+
+    @property
+    def retry_after(self) -> int | None:
+        return self.decision.retry_after
 
 
 class Deferred(Denied):

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
-from ._base import RunBase, current_run
+from ._base import RunBase, approval_wait, current_run
 from .errors import NoActiveRun, ProtocolError
 
 if TYPE_CHECKING:
@@ -25,7 +25,9 @@ def active_run() -> Run | AsyncRun | None:
     return cast("Run | AsyncRun | None", current_run.get())
 
 
-def governed_tool(name: str, action: str = "invoke") -> Callable[[Callable[P, R]], Callable[P, R]]:
+def governed_tool(
+    name: str, action: str = "invoke", *, wait_for_approval: float | bool = False
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Wrap a function (sync or async) so that each call asks Tether first.
 
     The call's arguments, by parameter name, are sent as the tool's arguments to
@@ -33,7 +35,14 @@ def governed_tool(name: str, action: str = "invoke") -> Callable[[Callable[P, R]
     ``allow``, or on ``modify`` with the modified arguments; anything else raises (``Denied``
     and its subclasses) before the body starts. Outside a run, ``NoActiveRun`` is raised.
     A leading ``self`` / ``cls`` parameter is not sent.
+
+    With ``wait_for_approval`` (True: until decided; a number: at most that many seconds) a
+    call that must be approved first waits for the people, then asks again with its approval:
+    the body runs once they approved; ``ApprovalRejected``, ``ChangesRequested`` (with their
+    ``feedback``) or ``ApprovalExpired`` are raised otherwise, ``ApprovalRequired`` when the
+    wait ran out. Without it an ``ask`` raises ``ApprovalRequired`` at once.
     """
+    approval_wait(wait_for_approval)  # a bad value fails here, not at the first call
 
     def decorate(func: Callable[P, R]) -> Callable[P, R]:
         signature = inspect.signature(func)
@@ -45,7 +54,7 @@ def governed_tool(name: str, action: str = "invoke") -> Callable[[Callable[P, R]
                 run = _require_run(name)
                 bound = signature.bind(*args, **kwargs)
                 arguments = _arguments(bound)
-                decision = await run._check_tool_async(name, arguments, action)
+                decision = await run._check_tool_async(name, arguments, action, wait_for_approval)
                 call_args, call_kwargs = _call(signature, bound, arguments, decision.arguments)
                 return await func(*call_args, **call_kwargs)
 
@@ -56,7 +65,7 @@ def governed_tool(name: str, action: str = "invoke") -> Callable[[Callable[P, R]
             run = _require_run(name)
             bound = signature.bind(*args, **kwargs)
             arguments = _arguments(bound)
-            decision = run._check_tool_sync(name, arguments, action)
+            decision = run._check_tool_sync(name, arguments, action, wait_for_approval)
             call_args, call_kwargs = _call(signature, bound, arguments, decision.arguments)
             return func(*call_args, **call_kwargs)
 

@@ -1,18 +1,23 @@
-"""The values Tether answers with: decisions, budgets, the permission envelope."""
+"""The values Tether answers with: decisions, budgets, approvals, the permission envelope."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, cast, get_args
 
 from .errors import ProtocolError
 
 Disposition = Literal["allow", "deny", "modify", "ask", "defer"]
 FailurePosture = Literal["fail_closed", "read_only", "fail_open"]
+ApprovalStatus = Literal[
+    "pending", "approved", "rejected", "changes_requested", "expired", "cancelled"
+]
 
 DISPOSITIONS: frozenset[str] = frozenset(get_args(Disposition))
 FAILURE_POSTURES: frozenset[str] = frozenset(get_args(FailurePosture))
+APPROVAL_STATUSES: frozenset[str] = frozenset(get_args(ApprovalStatus))
 
 #: Tool actions that the ``read_only`` posture lets through while Tether is unreachable: the
 #: same list Tether itself uses when one of its own stores is down.
@@ -71,6 +76,12 @@ class Decision:
         """True for ``allow`` and ``modify``: the step may go ahead (as modified)."""
         return self.disposition in ("allow", "modify")
 
+    @property
+    def approval_id(self) -> str | None:
+        """The approval request this decision is about (an ``ask`` names the one to wait for)."""
+        value = (self.approval or {}).get("id")
+        return str(value) if value else None
+
     @classmethod
     def from_json(cls, data: Any) -> Decision:
         if not isinstance(data, Mapping):
@@ -105,6 +116,61 @@ class Decision:
             model=model,
             approval=approval,
             retry_after=retry_after if isinstance(retry_after, int) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Where one approval request stands, as Tether tells the agent that raised it.
+
+    ``decided`` is false while people have not answered. ``expired`` means nobody answered in
+    time, and is never reported as a rejection; ``on_expiry`` says what that does to the step
+    (``deny``, or ``pause``: ask again later). ``feedback`` is the approver's reason for a
+    rejection or the changes they ask for. An approved request lets one step through, once
+    (``used``), if it comes back before ``expires_at``.
+    """
+
+    id: str
+    status: ApprovalStatus
+    decided: bool
+    feedback: str = ""
+    approvals: int = 0
+    approvals_required: int = 1
+    expires_at: datetime | None = None
+    on_expiry: str = "deny"
+    used: bool = False
+    url: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "approved"
+
+    @classmethod
+    def from_json(cls, data: Any) -> Approval:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("an approval should be a JSON object")
+        approval_id, status = data.get("id"), data.get("status")
+        if not isinstance(approval_id, str) or not approval_id:
+            raise ProtocolError("the approval has no id")
+        if status not in APPROVAL_STATUSES:
+            raise ProtocolError(f"unknown approval status {status!r}")
+        expires_at = None
+        if isinstance(data.get("expires_at"), str):
+            try:
+                expires_at = datetime.fromisoformat(data["expires_at"])
+            except ValueError:
+                raise ProtocolError(f"unreadable expires_at {data['expires_at']!r}") from None
+        return cls(
+            id=approval_id,
+            status=cast(ApprovalStatus, status),
+            decided=bool(data.get("decided", status != "pending")),
+            feedback=str(data.get("feedback") or ""),
+            approvals=_count(data.get("approvals"), 0),
+            approvals_required=_count(data.get("approvals_required"), 1),
+            expires_at=expires_at,
+            on_expiry=str(data.get("on_expiry") or "deny"),
+            used=bool(data.get("used")),
+            url=str(data.get("url") or ""),
         )
 
 
@@ -152,6 +218,10 @@ def _strings(value: Any, what: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
         raise ProtocolError(f"{what} should be a list")
     return tuple(str(item) for item in value)
+
+
+def _count(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _number(value: Any) -> Number | None:

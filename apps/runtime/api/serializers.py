@@ -6,6 +6,7 @@ from typing import Any
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 
+from apps.approvals.services import approval_of_decision, approval_state
 from apps.common.api import StrictCharField, StrictSerializer
 from apps.common.errors import ApplicationError
 
@@ -73,6 +74,17 @@ class DecisionInput(StrictSerializer):
     )
     store = StrictCharField(max_length=SLUG_MAX, required=False)
     agent = StrictCharField(max_length=SLUG_MAX, required=False)
+    approval = serializers.UUIDField(
+        required=False,
+        help_text="Coming back after an ask: the approval request's id. Allowed only if it was "
+        "approved for exactly this tool, action and arguments, and not used yet.",
+    )
+    preview = serializers.DictField(
+        required=False,
+        help_text="For a gated tool call: what would change, shown to the approver as a diff. "
+        '{"format": "json"|"text"|"table", "current": ..., "proposed": ...} or '
+        '{"format": "unified", "diff": "..."}.',
+    )
 
     _REQUIRED = {
         Action.TOOL_INVOKE: "tool",
@@ -88,6 +100,15 @@ class DecisionInput(StrictSerializer):
             raise serializers.ValidationError({needed: [f"Required for {attrs['action']}."]})
         if len(attrs.get("arguments", {})) > JSON_ARGUMENTS_MAX_KEYS:
             raise serializers.ValidationError({"arguments": ["Too many keys."]})
+        if "approval" in attrs:
+            attrs["approval"] = str(attrs["approval"])
+        if "preview" in attrs:
+            from apps.approvals.diffs import PreviewInvalid, validate_preview
+
+            try:
+                attrs["preview"] = validate_preview(attrs["preview"])
+            except PreviewInvalid as exc:
+                raise serializers.ValidationError({"preview": [str(exc)]}) from None
         return attrs
 
 
@@ -109,6 +130,11 @@ class DecisionOutput(serializers.Serializer):
         help_text="For defer: seconds to wait before asking again.",
     )
     created_at = serializers.DateTimeField()
+    approval = serializers.DictField(
+        required=False,
+        help_text="With ask (and with an answer about an approval): the request's id, status, "
+        "approvals so far, deadline and page. Wait for it with GET /api/v1/approvals/<id>/wait/.",
+    )
 
     class Meta:
         ref_name = "Decision"
@@ -141,7 +167,7 @@ def idempotency_key(header: str | None) -> str:
 def decision_payload(decision: Decision) -> dict[str, Any]:
     """``DecisionOutput`` as a plain dict: the serializer documents it, this builds it cheaply
     (a serializer deep-copies its fields on every instance, on the hottest path there is)."""
-    return {
+    payload = {
         "id": decision.pk,
         "disposition": decision.disposition,
         "reasons": decision.reasons,
@@ -154,6 +180,12 @@ def decision_payload(decision: Decision) -> dict[str, Any]:
         "retry_after": decision.retry_after_seconds,
         "created_at": decision.created_at.isoformat().replace("+00:00", "Z"),
     }
+    approval = getattr(decision, "approval", None)
+    if approval is None and decision.disposition == Disposition.ASK and decision.pk:
+        approval = approval_of_decision(decision.pk)  # a retry answered from the first row
+    if approval is not None:
+        payload["approval"] = approval_state(approval)
+    return payload
 
 
 class UsageInput(StrictSerializer):
