@@ -13,6 +13,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +23,7 @@ from django.views.decorators.http import require_POST
 from apps.accounts.permissions import scope_of
 from apps.accounts.views import current_user, role_required
 from apps.audit.models import AuditEvent
-from apps.common.errors import ApplicationError
+from apps.common.errors import ApplicationError, NotFound
 from apps.common.htmx import htmx_partial
 from apps.registry.constants import RiskClass
 from apps.runtime.models import Decision
@@ -36,6 +37,13 @@ from .live import INBOX_SOCKET_PATH
 from .models import ActionRisk, RiskGate
 
 RUN_SO_FAR = 12  # the run's last decisions shown with a request
+
+
+def _approval_or_404(user: Any, approval_id: Any) -> Any:
+    try:
+        return selectors.approval_get(user=user, approval_id=approval_id)
+    except NotFound:
+        raise Http404("No such approval request.") from None
 
 
 @role_required
@@ -62,7 +70,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 @role_required
 def detail(request: HttpRequest, approval_id: Any) -> HttpResponse:
     user = current_user(request)
-    approval = selectors.approval_get(user=user, approval_id=approval_id)
+    approval = _approval_or_404(user, approval_id)
     services.approval_viewed(approval=approval, user=user)
     return _detail_page(request, approval, AnswerForm())
 
@@ -78,7 +86,7 @@ def _detail_page(
         "section": "approvals",
         "approval": approval,
         "form": form,
-        "block": block,
+        "blocked_because": block,
         "acting_for": authority.acting_for if authority and not block else None,
         "votes": list(approval.votes.select_related("acting_for")),
         "arguments_text": arguments[:ARGUMENTS_SHOWN_MAX],
@@ -103,7 +111,7 @@ def _detail_page(
 @role_required
 def answer(request: HttpRequest, approval_id: Any) -> HttpResponse:
     user = current_user(request)
-    approval = selectors.approval_get(user=user, approval_id=approval_id)
+    approval = _approval_or_404(user, approval_id)
     form = AnswerForm(request.POST)
     if not form.is_valid():
         return _detail_page(request, approval, form, status=400)
@@ -139,9 +147,9 @@ def bulk_approve(request: HttpRequest) -> HttpResponse:
     found = []
     for approval_id in ids:
         try:
-            found.append(selectors.approval_get(user=user, approval_id=approval_id))
-        except (ApplicationError, ValueError):
-            continue
+            found.append(_approval_or_404(user, approval_id))
+        except (Http404, ValidationError, ValueError):
+            continue  # not theirs, or not an id: skipped, the rest still count
     if not found:
         messages.error(request, "Select the low-risk requests to approve.")
         return redirect("approvals:inbox")
