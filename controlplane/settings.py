@@ -316,4 +316,6 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # httpx logs every request's full URL at INFO; a Slack webhook's URL is its credential.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

@@ -208,7 +208,7 @@ def test_a_slack_channel_gets_a_mrkdwn_section_and_a_button_to_the_request(
     text = section["text"]["text"]
     for fact in (
         "refunds-agent",  # who
-        "v1",
+        f"v{approval.agent_version}",
         "alice",  # owner
         "rita",  # on behalf of
         "payments-refund.create",  # what
@@ -249,7 +249,11 @@ def test_a_generic_webhook_is_signed_and_a_receiver_can_verify_the_signature(
     assert body["url"] == link(approval)
     assert body["approval"]["id"] == str(approval.pk)
     assert body["approval"]["url"] == link(approval)
-    assert body["approval"]["agent"] == {"slug": "refunds-agent", "name": "Refunds", "version": 1}
+    assert body["approval"]["agent"] == {
+        "slug": "refunds-agent",
+        "name": "Refunds",
+        "version": approval.agent_version,
+    }
     assert (body["approval"]["owner"], body["approval"]["on_behalf_of"]) == ("alice", "rita")
     assert (body["approval"]["tool"], body["approval"]["action"]) == ("payments-refund", "create")
     assert body["approval"]["risk_class"] == "critical"
