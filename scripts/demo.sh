@@ -26,6 +26,7 @@ echo "==> Migrating and loading the demo organisation"
 .venv/bin/python manage.py collectstatic --noinput -v 0
 .venv/bin/python manage.py load_demo
 .venv/bin/python manage.py load_demo_runs
+.venv/bin/python manage.py load_demo_approvals
 
 cat <<MSG
 

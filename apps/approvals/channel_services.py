@@ -83,11 +83,13 @@ def clean_target(kind: str, target: str) -> str:
             _url_validator(target)
         except ValidationError:
             example = (
-                "https://hooks.slack.com/services/…"
+                "https://hooks.slack.com/services/T000/B000/XXXX"
                 if kind == ChannelKind.SLACK
                 else "https://hooks.example.com/tether"
             )
-            raise _target_error(f"Enter a full http:// or https:// URL, e.g. {example}.") from None
+            raise _target_error(
+                f"Enter a full http:// or https:// URL, such as {example}."
+            ) from None
     if len(target) > TARGET_MAX:
         raise _target_error(f"Keep it under {TARGET_MAX} characters.")
     return target

@@ -154,7 +154,7 @@ def notifications_plan(*, approval_id: Any, event: str) -> list[int]:
             delivery, _ = NotificationDelivery.objects.get_or_create(
                 channel=channel, approval=approval, event=event
             )
-            if True:
+            if delivery.status == DeliveryStatus.QUEUED:
                 pending.append(delivery.pk)
     return pending
 
@@ -281,7 +281,7 @@ def delivery_send(*, delivery_id: int) -> bool:
     """
     failure: DeliveryError | None = None
     with transaction.atomic():
-        claimed = NotificationDelivery.objects.filter(pk=delivery_id).update(
+        claimed = NotificationDelivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE).update(
             attempts=F("attempts") + 1
         )
         if not claimed:
@@ -333,7 +333,7 @@ def _record(delivery: NotificationDelivery, failure: DeliveryError | None) -> No
 def delivery_give_up(*, delivery_id: int) -> bool:
     """After the last retry: a delivery still failing is given up (its error is kept)."""
     return bool(
-        NotificationDelivery.objects.filter(pk=delivery_id).update(
+        NotificationDelivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE).update(
             status=DeliveryStatus.GAVE_UP
         )
     )

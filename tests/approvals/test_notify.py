@@ -11,8 +11,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -33,6 +31,7 @@ from apps.common.errors import NotPermitted
 
 from ..clients import console_client
 from ..factories import make_user
+from .receiver import Receiver, serve_receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -42,53 +41,10 @@ PUBLIC = "https://tether.example.com"
 # --- a real webhook receiver ---------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    path: str
-    headers: Any
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records every POST and answers ``status``."""
-
-    port: int = 0
-    status: int = 200
-    requests: list[Received] = field(default_factory=list)
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            state.requests.append(Received(self.path, self.headers, body))
-            self.send_response(state.status)
-            self.send_header("Content-Type", "text/plain")
-            self.end_headers()
-            self.wfile.write(b"ok" if state.status < 300 else b"receiver is down")
-
-        def log_message(self, *args: Any) -> None:  # keep the test output quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve_receiver() as state:
+        yield state
 
 
 def verify(secret: str, headers: Any, body: bytes, tolerance: int = 300) -> bool:
@@ -386,9 +342,44 @@ def test_an_unreachable_receiver_is_a_retryable_failure(people: Any, gated: Any)
         if NotificationDelivery.objects.get(pk=pk).channel_id == channel.pk
     ]
 
-    with pytest.raises(notify.RetryableDeliveryError, match="Could not reach 127.0.0.1"):
+    with pytest.raises(notify.RetryableDeliveryError, match=r"Could not reach 127\.0\.0\.1"):
         notify.delivery_send(delivery_id=delivery_id)
     assert NotificationDelivery.objects.get(pk=delivery_id).status == "failed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_sending_one_delivery_at_once_send_it_once(
+    people: Any, gated: Any, receiver: Receiver, monkeypatch: Any
+) -> None:
+    from django.db import connection
+
+    monkeypatch.setattr(tasks.notify, "delay", lambda *args, **kwargs: None)  # no broker here
+    channel = add_channel(people, "webhook", receiver.url())
+    approval = ask(gated)
+    [delivery_id] = [
+        pk
+        for pk in notify.notifications_plan(approval_id=approval.pk, event="created")
+        if NotificationDelivery.objects.get(pk=pk).channel_id == channel.pk
+    ]
+    receiver.delay = 0.5  # the first worker is still sending when the second claims
+    results: list[bool] = []
+
+    def worker() -> None:
+        try:
+            results.append(notify.delivery_send(delivery_id=delivery_id))
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=30)
+
+    assert sorted(results) == [False, True]
+    assert len(receiver.requests) == 1
+    delivery = NotificationDelivery.objects.get(pk=delivery_id)
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
 
 
 # --- who is told ---------------------------------------------------------------------------------
