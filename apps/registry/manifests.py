@@ -45,6 +45,7 @@ from .constants import (
     FailurePosture,
     MemoryAccess,
     MemoryClass,
+    PreviewFormat,
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, ToolGrant
@@ -399,6 +400,10 @@ TOOL_SPEC: dict[str, tuple[str, Any]] = {
     "approval_required": ("bool", False),
     "reversible": ("bool", True),
     "rollback_hint": ("text", ""),
+    "preview_format": ("preview_format", ""),
+    "blast_radius": ("object", {}),
+    "systems": ("text_list", []),
+    "downstream_tools": ("text_list", []),
     "audit_event": ("text", ""),
     "input_schema": ("object", REQUIRED),
     "output_schema": ("object", {}),
@@ -692,6 +697,14 @@ class _Reader:
             ):
                 return value
             fail(f"Expected an autonomy level L0-L4 (or 0-4), got {value!r}.")
+        elif type_ == "preview_format":
+            if isinstance(value, str) and value in ("", *PreviewFormat.values):
+                return value
+            shown = f"{value!r}" if isinstance(value, str) else _what(value)
+            fail(
+                f"Unknown preview format {shown}; use {', '.join(PreviewFormat.values)}, or '' "
+                "when the agent supplies none."
+            )
         elif type_ == "object":
             if not isinstance(value, dict):
                 fail(f"Expected a mapping, got {_what(value)}.")
@@ -816,7 +829,8 @@ _TOOL_MODEL_FIELDS = {
     for key in (
         "description", "risk_class", "actions", "capabilities", "prohibitions",
         "rate_limit_per_minute", "approval_required", "reversible", "rollback_hint",
-        "audit_event", "input_schema", "output_schema",
+        "preview_format", "blast_radius", "systems", "downstream_tools", "audit_event",
+        "input_schema", "output_schema",
     )
 }  # fmt: skip
 _STORE_MODEL_FIELDS = {

@@ -3,7 +3,7 @@ transaction; forms, the API, manifests and the admin all come through here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -85,6 +85,10 @@ TOOL_FIELDS = (
     "approval_required",
     "reversible",
     "rollback_hint",
+    "preview_format",
+    "blast_radius",
+    "systems",
+    "downstream_tools",
     "audit_event",
 )
 MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_days", "owner")
@@ -500,8 +504,12 @@ def _catalog_write(
     fields: tuple[str, ...],
     kind: str,
     spec: Any,
+    rules: Callable[[User, Any], None] | None = None,
 ) -> Any:
-    """Create or update a tool or memory store (they share their permission and audit rules)."""
+    """Create or update a tool or memory store (they share their permission and audit rules).
+
+    ``rules(actor, instance)`` checks what the field validators cannot (other rows), once the
+    actor may write and the fields are valid."""
     creating = instance.pk is None
     model = type(instance)
     if creating:
@@ -519,6 +527,8 @@ def _catalog_write(
         _check_owner_choice(actor, data["owner"])
     _assign(instance, data, fields)
     _full_clean(instance, exclude=["slug"] if not creating and "slug" not in data else None)
+    if rules is not None:
+        rules(actor, instance)
     _save_new(instance) if creating else instance.save()
     if "data_classes" in data:
         instance.data_classes.set(_data_classes(data["data_classes"]))
@@ -550,18 +560,44 @@ def _data_classes(values: Iterable[Any]) -> list[DataClass]:
     return [known[v] for v in values]
 
 
+def _check_downstream_tools(actor: User, tool: Tool) -> None:
+    """The tools a tool sets off are registered tools, each listed once and never the tool
+    itself: an approver is shown each one, and whether the agent holds it."""
+    wanted = list(tool.downstream_tools)
+    problem = ""
+    if tool.slug in wanted:
+        problem = f"{tool.slug!r} cannot set itself off; list the other tools a call starts."
+    elif repeated := sorted({slug for slug in wanted if wanted.count(slug) > 1}):
+        problem = f"List each tool once: {', '.join(repeated)} appears more than once."
+    else:
+        known = set(
+            Tool.objects.for_user(actor).filter(slug__in=wanted).values_list("slug", flat=True)
+        )
+        if unknown := [slug for slug in wanted if slug not in known]:
+            problem = (
+                f"No tool {', '.join(repr(s) for s in unknown)}: list the slugs of registered "
+                "tools (register a tool before naming it here)."
+            )
+    if problem:
+        raise ApplicationError(
+            f"downstream_tools: {problem}", details={"downstream_tools": [problem]}
+        )
+
+
 @transaction.atomic
 def tool_create(*, actor: User, data: Mapping[str, Any]) -> Tool:
     return _catalog_write(
-        actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec
-    )
+        actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec,
+        rules=_check_downstream_tools,
+    )  # fmt: skip
 
 
 @transaction.atomic
 def tool_update(*, actor: User, tool: Tool, data: Mapping[str, Any]) -> Tool:
     return _catalog_write(
-        actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec
-    )
+        actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec,
+        rules=_check_downstream_tools,
+    )  # fmt: skip
 
 
 @transaction.atomic

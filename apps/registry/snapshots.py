@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from .models import Agent, MemoryStore, Tool
+from .validators import BLAST_RADIUS_KEYS
 
 
 def canonical_json(value: Any) -> str:
@@ -80,6 +81,14 @@ def agent_spec(agent: Agent) -> dict[str, Any]:
     }
 
 
+def blast_radius_spec(pointers: Any) -> dict[str, Any]:
+    """The blast radius in reading order (records, people, money, currency), whatever order the
+    database kept (PostgreSQL's jsonb sorts keys by length)."""
+    pointers = pointers if isinstance(pointers, dict) else {}
+    order = {key: rank for rank, key in enumerate(BLAST_RADIUS_KEYS)}
+    return {key: pointers[key] for key in sorted(pointers, key=lambda k: (order.get(k, len(order)), k))}
+
+
 def tool_spec(tool: Tool) -> dict[str, Any]:
     return {
         "description": tool.description,
@@ -93,6 +102,10 @@ def tool_spec(tool: Tool) -> dict[str, Any]:
         "approval_required": tool.approval_required,
         "reversible": tool.reversible,
         "rollback_hint": tool.rollback_hint,
+        "preview_format": tool.preview_format,
+        "blast_radius": blast_radius_spec(tool.blast_radius),
+        "systems": list(tool.systems),
+        "downstream_tools": list(tool.downstream_tools),
         "audit_event": tool.audit_event,
         "input_schema": tool.input_schema,
         "output_schema": tool.output_schema,

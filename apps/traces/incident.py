@@ -46,7 +46,9 @@ from .selectors import RUN_TARGET
 from .timeline import Timeline
 
 REPORT_FORMAT = "tether.incident-report/1"
-APPROVAL_PREFIX = "approvals."
+APPROVAL_PREFIX = "approval."
+# A run has a handful of events of its own; each approval request adds a few more.
+RUN_EVENTS_MAX = 10_000
 
 
 @dataclass
@@ -161,9 +163,8 @@ def incident_report(*, user: Any, run: Run) -> IncidentReport:
         ).hexdigest()
         for d in decisions
     }
-    run_events = list(
-        AuditEvent.objects.filter(target_type=RUN_TARGET, target_id=str(run.pk)).order_by("seq")
-    )
+    # The run's own events and those of its approval requests (selectors.run_events).
+    run_events = sorted(selectors.run_events(run=run, limit=RUN_EVENTS_MAX), key=lambda e: e.seq)
     approvals = [e for e in run_events if e.action.startswith(APPROVAL_PREFIX)]
     seal_proofs, unsealed = _seal_proofs([d.pk for d in decisions])
     anchors = [p.anchor for p in seal_proofs if p.anchor is not None]

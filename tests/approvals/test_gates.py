@@ -334,3 +334,22 @@ def test_approval_events_join_the_runs_timeline(gated, org):
     assert "approval.created" in actions
     assert actions.count("approval.approval_recorded") == 1
     assert "approval.approved" in actions
+
+
+def test_the_incident_report_lists_the_runs_approvals_and_proves_their_events(gated, org):
+    from apps.traces.incident import incident_report, report_json
+
+    approval = gated.ask().approval
+    approve_twice(gated, org, approval)
+    assert gated.ask(approval=str(approval.pk)).disposition == "allow"
+
+    report = report_json(incident_report(user=org.admin, run=gated.run))
+
+    actions = [a["action"] for a in report["approvals"]]
+    assert actions[0] == "approval.created"
+    assert {"approval.approved", "approval.used"} <= set(actions)
+    assert [a["by"] for a in report["approvals"] if a["action"] != "approval.created"][:2] == [
+        "carol",
+        "dave",
+    ]
+    assert report["proof"]["proven"] is True

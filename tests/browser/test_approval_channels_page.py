@@ -13,12 +13,16 @@ import pytest
 from apps.approvals import channel_services, notify, tasks
 from apps.approvals.models import ApprovalRequest
 
-from ..approvals.conftest import fresh_caches, gated  # noqa: F401  (fixtures)
+from ..approvals import conftest as approvals_fixtures
 from ..approvals.receiver import serve_receiver
 from ..factories import PASSWORD
 from .helpers import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# The approval tests' fixtures: an agent whose critical step asks, and fresh caches.
+gated = approvals_fixtures.gated
+fresh_caches = approvals_fixtures.fresh_caches
 
 
 def test_an_admin_adds_a_slack_channel_tests_it_and_sees_its_deliveries(
@@ -26,7 +30,7 @@ def test_an_admin_adds_a_slack_channel_tests_it_and_sees_its_deliveries(
     gated: Any,
     new_page: Any,
     shoot: Any,
-    monkeypatch: Any,  # noqa: F811
+    monkeypatch: Any,
 ) -> None:
     # No worker here: the test runs the tasks itself, synchronously.
     monkeypatch.setattr(tasks.notify, "delay", lambda *args, **kwargs: None)
