@@ -33,10 +33,11 @@ from .constants import (
     FailurePosture,
     MemoryAccess,
     MemoryClass,
+    PreviewFormat,
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, can_create_agent
-from .validators import RESERVED_SLUGS
+from .validators import BLAST_RADIUS_KEYS, RESERVED_SLUGS, validate_blast_radius
 
 JSON_MAX_DEPTH = 32
 # PostgreSQL integers stop at 2**31 - 1; anything near that is a typo, not a rate limit.
@@ -599,8 +600,17 @@ def _data_class_field() -> forms.ModelMultipleChoiceField:
 TOOL_DATA_FIELDS = (
     "name", "slug", "description", "owner", "risk_class", "actions", "capabilities",
     "prohibitions", "input_schema", "output_schema", "rate_limit_per_minute",
-    "approval_required", "reversible", "rollback_hint", "audit_event", "data_classes",
+    "approval_required", "reversible", "rollback_hint", "preview_format", "blast_radius",
+    "systems", "downstream_tools", "audit_event", "data_classes",
 )  # fmt: skip
+
+# One text input per blast radius key (``blast_radius_money``); clean() assembles the dict.
+BLAST_RADIUS_HELP = {
+    "records": "Where the arguments list the records touched, e.g. /ids or /claim_id.",
+    "people": "Where they name the people reached, e.g. /to or /claimant_email.",
+    "money": "Where they hold the amount, e.g. /amount.",
+    "currency": "A pointer such as /currency, or a fixed code such as EUR.",
+}
 
 
 class ToolForm(RegistryEntryForm):
@@ -660,12 +670,64 @@ class ToolForm(RegistryEntryForm):
     audit_event = forms.CharField(
         max_length=100, required=False, help_text="The event it emits, e.g. crm.record.updated"
     )
+    preview_format = forms.ChoiceField(
+        choices=[("", "— None declared —"), *PreviewFormat.choices],
+        required=False,
+        help_text="The preview an agent supplies with a gated call: current and proposed state, "
+        "or a unified diff.",
+    )
+    blast_radius_records = forms.CharField(
+        max_length=200, required=False, label="Records", help_text=BLAST_RADIUS_HELP["records"]
+    )
+    blast_radius_people = forms.CharField(
+        max_length=200, required=False, label="People", help_text=BLAST_RADIUS_HELP["people"]
+    )
+    blast_radius_money = forms.CharField(
+        max_length=200, required=False, label="Money", help_text=BLAST_RADIUS_HELP["money"]
+    )
+    blast_radius_currency = forms.CharField(
+        max_length=200, required=False, label="Currency", help_text=BLAST_RADIUS_HELP["currency"]
+    )
+    systems = CommaListField(
+        max_length=700,
+        label="Systems it reaches",
+        help_text="Comma-separated, e.g. Stripe, Ledger (at most 10).",
+    )
+    downstream_tools = CommaListField(
+        max_length=700,
+        label="Tools it sets off",
+        help_text="Comma-separated slugs of registered tools, e.g. ledger-post, email-send.",
+    )
 
     def __init__(self, *args: Any, user: Any, tool: Tool | None = None, **kwargs: Any) -> None:
         super().__init__(*args, user=user, entry=tool, **kwargs)
         if tool is None and not self.is_bound:
             self.fields["input_schema"].initial = {"type": "object", "properties": {}}
             self.fields["output_schema"].initial = {"type": "object"}
+
+    def blast_radius_fields(self) -> list[forms.BoundField]:
+        """The four pointer inputs, in reading order, for the template."""
+        return [self[f"blast_radius_{key}"] for key in BLAST_RADIUS_KEYS]
+
+    def clean(self) -> dict[str, Any]:
+        """Assemble the blast radius from its four inputs; each pointer's error goes on its
+        own input rather than on the form."""
+        cleaned = super().clean() or {}
+        pointers: dict[str, str] = {}
+        for key in BLAST_RADIUS_KEYS:
+            name = f"blast_radius_{key}"
+            value = (cleaned.get(name) or "").strip()
+            if not value:
+                continue
+            try:
+                validate_blast_radius({key: value})
+            except forms.ValidationError as exc:
+                for message in exc.messages:
+                    self.add_error(name, message.removeprefix(f"{key}: "))
+                continue
+            pointers[key] = value
+        cleaned["blast_radius"] = pointers
+        return cleaned
 
     def initial_from(self, tool: Tool) -> dict[str, Any]:
         return {
@@ -678,6 +740,12 @@ class ToolForm(RegistryEntryForm):
             "rate_limit_per_minute": tool.rate_limit_per_minute,
             "approval_required": tool.approval_required, "reversible": tool.reversible,
             "rollback_hint": tool.rollback_hint, "audit_event": tool.audit_event,
+            "preview_format": tool.preview_format,
+            **{
+                f"blast_radius_{key}": (tool.blast_radius or {}).get(key, "")
+                for key in BLAST_RADIUS_KEYS
+            },
+            "systems": list(tool.systems), "downstream_tools": list(tool.downstream_tools),
         }  # fmt: skip
 
 

@@ -902,6 +902,7 @@ class _Catalogue:
         self.file_stores = {e.slug: e for e in entries if e.kind == KIND_MEMORY_STORE}
         agents = [e for e in entries if e.kind == KIND_AGENT]
         tool_slugs = {g.get("tool") for e in agents for g in e.spec.get("tools") or []}
+        tool_slugs |= {s for e in self.file_tools.values() for s in _downstream_of(e)}
         store_slugs = {m.get("store") for e in agents for m in e.spec.get("memory") or []}
         tool_slugs = {s for s in tool_slugs if isinstance(s, str)}
         store_slugs = {s for s in store_slugs if isinstance(s, str)}
@@ -927,6 +928,9 @@ class _Catalogue:
             return actions if isinstance(actions, list) else None
         tool = self.db_tools.get(slug)
         return list(tool.actions) if tool else None
+
+    def has_tool(self, slug: str) -> bool:
+        return slug in self.file_tools or slug in self.db_tools
 
     def store_class(self, slug: str) -> str | None:
         if slug in self.file_stores:
@@ -960,6 +964,8 @@ def _check_references(entry: ManifestEntry, catalogue: _Catalogue, reader: _Read
                 f"Unknown data class(es): {', '.join(unknown)}. Known: "
                 f"{', '.join(sorted(catalogue.data_classes))}.",
             )
+        if entry.kind == KIND_TOOL:
+            _check_downstream_tools(entry, catalogue, fail)
         return
 
     department = catalogue.departments.get(spec.get("department") or "")
@@ -1033,6 +1039,35 @@ def _check_references(entry: ManifestEntry, catalogue: _Catalogue, reader: _Read
             fail(f"{path}.access", f"{store_slug!r} is a forbidden store: agents may only read it.")
 
 
+def _downstream_of(entry: ManifestEntry) -> list[str]:
+    """The tools a Tool entry sets off (nothing when the value was of the wrong type)."""
+    wanted = entry.spec.get("downstream_tools")
+    return [slug for slug in wanted if isinstance(slug, str)] if isinstance(wanted, list) else []
+
+
+def _check_downstream_tools(
+    entry: ManifestEntry, catalogue: _Catalogue, fail: Callable[[str, str], None]
+) -> None:
+    """What the service checks of one tool, for the whole input at once: each downstream tool
+    is defined in the input or registered, listed once, and not the tool itself."""
+    wanted = _downstream_of(entry)
+    path = "spec.downstream_tools"
+    if entry.slug in wanted:
+        fail(path, f"{entry.slug!r} cannot set itself off; list the other tools a call starts.")
+    if repeated := sorted({slug for slug in wanted if wanted.count(slug) > 1}):
+        fail(path, f"List each tool once: {', '.join(repeated)} appears more than once.")
+    unknown = [
+        slug for slug in dict.fromkeys(wanted)
+        if slug != entry.slug and not catalogue.has_tool(slug)
+    ]  # fmt: skip
+    if unknown:
+        fail(
+            path,
+            f"No tool {', '.join(repr(s) for s in unknown)}: define it in this file or register "
+            "it first.",
+        )
+
+
 # --- plan and apply --------------------------------------------------------------------------
 
 
@@ -1085,10 +1120,34 @@ def _plan(entry: ManifestEntry, actor: User) -> tuple[PlannedChange, Model | Non
     ), instance
 
 
-def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> None:
+def _apply_order(entries: list[ManifestEntry]) -> list[ManifestEntry]:
+    """Kinds in their order. Among tools, one that another tool of the input sets off goes
+    first, so the service finds every downstream tool registered; tools that set each other
+    off keep the file's order, and the links to tools not yet written wait (see ``_run``)."""
+    order = kinds()
+    ordered = sorted(entries, key=lambda e: order.index(e.kind))
+    pending = [e for e in ordered if e.kind == KIND_TOOL]
+    in_input = {e.slug for e in pending}
+    placed: set[str] = set()
+    tools: list[ManifestEntry] = []
+    while pending:
+        ready = [
+            e for e in pending
+            if all(s in placed or s not in in_input or s == e.slug for s in _downstream_of(e))
+        ]  # fmt: skip
+        ready = ready or pending[:1]  # a cycle: break it at the first tool in the file
+        tools.extend(ready)
+        placed.update(e.slug for e in ready)
+        pending = [e for e in pending if e.slug not in placed]
+    return tools + [e for e in ordered if e.kind != KIND_TOOL]
+
+
+def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> Tool | None:
+    """Write one document through the services. Returns a tool whose links to downstream tools
+    wait for tools of the input that are written after it (tools that set each other off)."""
     if entry.kind in _REGISTERED:
         _REGISTERED[entry.kind].apply(actor, entry, instance)
-        return
+        return None
     spec = entry.spec
     data: dict[str, Any] = {"name": entry.name}
     if instance is None:
@@ -1101,11 +1160,18 @@ def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> N
     if entry.kind == KIND_TOOL:
         data.update({key: spec[key] for key in _TOOL_MODEL_FIELDS})
         data["data_classes"] = spec.get("data_classes") or []
+        wanted = data["downstream_tools"]
+        registered = set(
+            Tool.objects.for_user(actor).filter(slug__in=wanted).values_list("slug", flat=True)
+        )
+        waiting = [slug for slug in wanted if slug not in registered]
+        if waiting:
+            data["downstream_tools"] = [slug for slug in wanted if slug in registered]
         if isinstance(instance, Tool):
-            services.tool_update(actor=actor, tool=instance, data=data)
+            tool = services.tool_update(actor=actor, tool=instance, data=data)
         else:
-            services.tool_create(actor=actor, data=data)
-        return
+            tool = services.tool_create(actor=actor, data=data)
+        return tool if waiting else None
     if entry.kind == KIND_MEMORY_STORE:
         data.update({key: spec[key] for key in _STORE_MODEL_FIELDS})
         data["data_classes"] = spec.get("data_classes") or []
@@ -1113,7 +1179,7 @@ def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> N
             services.memory_store_update(actor=actor, store=instance, data=data)
         else:
             services.memory_store_create(actor=actor, data=data)
-        return
+        return None
 
     for model_field, (value, _) in _model_values(entry).items():
         if model_field not in ("name", "slug"):
@@ -1138,6 +1204,18 @@ def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> N
         actor=actor, agent=instance if isinstance(instance, Agent) else None, data=data,
         grants=grants, memory=memory,
     )  # fmt: skip
+    return None
+
+
+def _refused(entry: ManifestEntry, exc: ApplicationError) -> ManifestError:
+    """A service's refusal, placed at the document that caused it."""
+    problem = {
+        "document": entry.doc.index, "kind": entry.kind, "slug": entry.slug, "path": "",
+        "message": exc.message, "line": entry.doc.line, "file": entry.doc.file,
+    }  # fmt: skip
+    error = ManifestError([problem], code=exc.code)
+    error.http_status = exc.http_status
+    return error
 
 
 def _check_visibility(entry: ManifestEntry, actor: User, reader: _Reader) -> None:
@@ -1214,24 +1292,26 @@ def _run(
         entries = _read_all(actor, sources, problems)
         if len(problems):
             raise ManifestError(problems.items)
-        order = kinds()
-        ordered = sorted(entries, key=lambda e: order.index(e.kind))
+        ordered = _apply_order(entries)
         plans = {id(entry): _plan(entry, actor) for entry in ordered}
+        waiting: list[tuple[ManifestEntry, Tool]] = []
         for entry in [] if plan_only else ordered:
             change, instance = plans[id(entry)]
             if change.action == UNCHANGED:
                 continue
             try:
-                _apply_entry(entry, instance, actor)
+                tool = _apply_entry(entry, instance, actor)
             except ApplicationError as exc:
-                problem = {
-                    "document": entry.doc.index, "kind": entry.kind, "slug": entry.slug,
-                    "path": "", "message": exc.message, "line": entry.doc.line,
-                    "file": entry.doc.file,
-                }  # fmt: skip
-                error = ManifestError([problem], code=exc.code)
-                error.http_status = exc.http_status
-                raise error from exc
+                raise _refused(entry, exc) from exc
+            if tool is not None:
+                waiting.append((entry, tool))
+        for entry, tool in waiting:  # every tool of the input is written now
+            try:
+                services.tool_update(
+                    actor=actor, tool=tool, data={"downstream_tools": _downstream_of(entry)}
+                )
+            except ApplicationError as exc:
+                raise _refused(entry, exc) from exc
         if dry_run or plan_only:
             transaction.set_rollback(True)
     # Report in the file's order, which is how a person reads the plan.

@@ -86,7 +86,9 @@ def blast_radius_spec(pointers: Any) -> dict[str, Any]:
     database kept (PostgreSQL's jsonb sorts keys by length)."""
     pointers = pointers if isinstance(pointers, dict) else {}
     order = {key: rank for rank, key in enumerate(BLAST_RADIUS_KEYS)}
-    return {key: pointers[key] for key in sorted(pointers, key=lambda k: (order.get(k, len(order)), k))}
+    return {
+        key: pointers[key] for key in sorted(pointers, key=lambda k: (order.get(k, len(order)), k))
+    }
 
 
 def tool_spec(tool: Tool) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Gated:
     token: str
     approver2: User  # a second approver in claims
     requester: User  # the person the run acts for
+    secret: str  # the agent credential, for an SDK client
 
     def ask(self, tool: str = "payments-refund", action: str = "create", **extra: Any) -> Decision:
         arguments = extra.pop(
@@ -113,4 +114,4 @@ def gated(org) -> Gated:
         credential=credential, task="Refund order A-1", on_behalf_of="rita"
     )
     approver2 = make_user("dave", ("approver", org.claims), email="dave@example.com")
-    return Gated(agent, refund, notify, lookup, run, token, approver2, requester)
+    return Gated(agent, refund, notify, lookup, run, token, approver2, requester, issued.plaintext)
