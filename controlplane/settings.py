@@ -288,6 +288,19 @@ TETHER_PUBLIC_URL = envstr("TETHER_PUBLIC_URL", "http://127.0.0.1:8000").strip()
 # A webhook (or Slack) receiver that has not answered in this many seconds is retried later.
 APPROVAL_WEBHOOK_TIMEOUT_SECONDS = envint("APPROVAL_WEBHOOK_TIMEOUT_SECONDS", 5)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Tether <tether@localhost>")
+# Mail goes through SMTP when EMAIL_HOST is set; otherwise each message is written to a file
+# under $TETHER_VAR_DIR/mail, so the demo's notifications can be read without a mail server.
+EMAIL_HOST = envstr("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = envint("EMAIL_PORT", 587)
+    EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 30)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(VAR_DIR / "mail")
 _public = urlsplit(TETHER_PUBLIC_URL)
 if _public.scheme not in ("http", "https") or not _public.netloc or _public.query:
     from django.core.exceptions import ImproperlyConfigured

@@ -243,13 +243,12 @@ def channel_test(*, actor: User, channel: NotificationChannel) -> ChannelTestRes
     except DeliveryError as exc:
         result = ChannelTestResult(False, f"The test to {channel.name} failed: {exc.message}")
     else:
-        where = (
-            actor.email
-            if is_approvers_channel(channel)
-            else ", ".join(email_addresses(channel.target))
-            if channel.kind == ChannelKind.EMAIL
-            else target_shown(channel)
-        )
+        if is_approvers_channel(channel):
+            where = actor.email
+        elif channel.kind == ChannelKind.EMAIL:
+            where = ", ".join(email_addresses(channel.target))
+        else:
+            where = target_shown(channel)
         result = ChannelTestResult(True, f"Sent a test message to {channel.name} ({where}).")
     with transaction.atomic():
         audit_record(

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.mail import BadHeaderError, get_connection, send_mail
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -190,7 +190,7 @@ def approvers_channel() -> NotificationChannel:
     return channel
 
 
-def _builtin_channels() -> Any:
+def _builtin_channels() -> QuerySet[NotificationChannel]:
     return NotificationChannel.objects.filter(kind=ChannelKind.EMAIL, target="").order_by("pk")
 
 
@@ -274,7 +274,8 @@ def delivery_send(*, delivery_id: int) -> bool:
     The claim is a conditional UPDATE (status queued or failed; attempts + 1) inside the
     transaction that also records the outcome, so the row stays locked while it is sent: a
     second worker with the same delivery waits, then finds it sent and does nothing. The
-    lock lasts at most the send's timeout (APPROVAL_WEBHOOK_TIMEOUT_SECONDS for webhooks).
+    lock lasts at most the send's timeout (APPROVAL_WEBHOOK_TIMEOUT_SECONDS for webhooks,
+    EMAIL_TIMEOUT or 30 s for email).
     A retryable failure is recorded as ``failed`` and then raised as
     :class:`RetryableDeliveryError` (after the commit) so the task retries; any other failure
     is recorded as ``gave_up``.
@@ -347,7 +348,7 @@ def bounded(text: str, limit: int = ERROR_MAX) -> str:
 def channel_send_test(*, channel: NotificationChannel, actor: User) -> None:
     """Send a test message on ``channel`` now (raises :class:`DeliveryError`). The built-in
     approvers channel sends it to ``actor``'s own address."""
-    notice = test_notice(actor)
+    notice = trial_notice(actor)
     if is_approvers_channel(channel):
         if not actor.email:
             raise DeliveryError(
@@ -589,7 +590,7 @@ def build_notice(approval: ApprovalRequest, event: str) -> Notice:
     )
 
 
-def test_notice(actor: User) -> Notice:
+def trial_notice(actor: User) -> Notice:
     """A test message: says who sent it, links to the inbox, carries no request."""
     sent = timezone.now()
     return Notice(

@@ -182,6 +182,13 @@ def tool_grants_visible(*, user: Any, tool: Tool) -> QuerySet[Any]:
     return tool.grants.filter(agent__in=Agent.objects.for_user(user)).select_related("agent")
 
 
+def tool_downstream(*, user: Any, tool: Tool) -> list[tuple[str, Tool | None]]:
+    """The tools this one sets off, in its order, each with the tool when the user may see it
+    (None: not in the catalogue, so shown as its slug alone)."""
+    found = {t.slug: t for t in Tool.objects.for_user(user).filter(slug__in=tool.downstream_tools)}
+    return [(slug, found.get(slug)) for slug in tool.downstream_tools]
+
+
 def memory_store_list(*, user: Any, q: str = "", store_class: str = "") -> QuerySet[MemoryStore]:
     stores = (
         MemoryStore.objects.for_user(user).select_related("owner").prefetch_related("data_classes")

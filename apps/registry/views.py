@@ -43,6 +43,7 @@ from .forms import (
     apply_service_error,
 )
 from .models import CHANGE, Agent, MemoryStore, Tool, ToolGrant, can_create_catalog_entry
+from .snapshots import blast_radius_spec
 
 AGENTS_PER_PAGE = 250
 CATALOG_PER_PAGE = 250
@@ -435,6 +436,8 @@ def tool_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "section": "tools",
         "tool": tool,
         "data_classes": list(tool.data_classes.all()),
+        "blast_radius": list(blast_radius_spec(tool.blast_radius).items()),
+        "downstream": selectors.tool_downstream(user=user, tool=tool),
         "holders": list(
             selectors.tool_grants_visible(user=user, tool=tool).order_by("agent__name")
         ),

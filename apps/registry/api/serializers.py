@@ -32,9 +32,12 @@ from ..constants import (
     FailurePosture,
     MemoryAccess,
     MemoryClass,
+    PreviewFormat,
     RiskClass,
 )
 from ..models import DataClass
+from ..snapshots import blast_radius_spec
+from ..validators import BLAST_RADIUS_KEYS
 
 TEXT_MAX = 2000
 ACTION_MAX = 40
@@ -318,6 +321,39 @@ class MemoryBindingInputSerializer(StrictSerializer):
 
 # --- tools -----------------------------------------------------------------------------------
 
+_BLAST_RADIUS_SCHEMA = {
+    "type": "object",
+    "properties": {key: {"type": "string"} for key in BLAST_RADIUS_KEYS},
+    "additionalProperties": False,
+    "example": {"money": "/amount", "currency": "/currency", "people": "/claimant_email"},
+}
+
+
+@extend_schema_field(_BLAST_RADIUS_SCHEMA)
+class BlastRadiusField(serializers.Field):
+    """Only the keys a tool declares, in reading order (records, people, money, currency)."""
+
+    def __init__(self, **options: Any) -> None:
+        options["read_only"] = True
+        super().__init__(**options)
+
+    def to_representation(self, value: Any) -> dict[str, Any]:
+        return blast_radius_spec(value)
+
+
+class BlastRadiusInputSerializer(StrictSerializer):
+    """JSON pointers into a call's arguments; the service checks their form."""
+
+    records = StrictCharField(max_length=200, required=False, help_text="e.g. /ids")
+    people = StrictCharField(max_length=200, required=False, help_text="e.g. /to")
+    money = StrictCharField(max_length=200, required=False, help_text="e.g. /amount")
+    currency = StrictCharField(
+        max_length=200, required=False, help_text="A pointer such as /currency, or a code: EUR."
+    )
+
+    class Meta:
+        ref_name = "BlastRadiusInput"
+
 
 class ToolOutputSerializer(serializers.Serializer):
     """A tool's boundary contract: its manifest spec plus name, slug, url and timestamps."""
@@ -336,6 +372,10 @@ class ToolOutputSerializer(serializers.Serializer):
     approval_required = serializers.BooleanField()
     reversible = serializers.BooleanField()
     rollback_hint = serializers.CharField()
+    preview_format = serializers.ChoiceField(choices=PreviewFormat.choices, allow_blank=True)
+    blast_radius = BlastRadiusField()
+    systems = serializers.ListField(child=serializers.CharField())
+    downstream_tools = serializers.ListField(child=serializers.CharField())
     audit_event = serializers.CharField()
     input_schema = JSONObjectField()
     output_schema = JSONObjectField()
@@ -367,6 +407,29 @@ class ToolInputSerializer(StrictSerializer):
     approval_required = serializers.BooleanField(required=False)
     reversible = serializers.BooleanField(required=False)
     rollback_hint = StrictCharField(max_length=500, required=False, allow_blank=True)
+    preview_format = serializers.ChoiceField(
+        choices=PreviewFormat.choices,
+        allow_blank=True,
+        required=False,
+        error_messages={
+            "invalid_choice": f'Unknown preview format "{{input}}"; use '
+            f'{", ".join(PreviewFormat.values)}, or "" when the agent supplies none.'
+        },
+        help_text='The preview an agent supplies with a gated call; "" for none.',
+    )
+    blast_radius = BlastRadiusInputSerializer(
+        required=False,
+        help_text='Where the arguments say the reach, e.g. {"money": "/amount", '
+        '"currency": "EUR"}; {} for none.',
+    )
+    systems = serializers.ListField(
+        child=StrictCharField(max_length=60), max_length=10, required=False,
+        help_text='The systems a call reaches, e.g. ["Stripe", "Ledger"].',
+    )  # fmt: skip
+    downstream_tools = serializers.ListField(
+        child=StrictCharField(max_length=SLUG_MAX), max_length=10, required=False,
+        help_text="Slugs of the registered tools a call sets off.",
+    )  # fmt: skip
     audit_event = StrictCharField(max_length=100, required=False, allow_blank=True)
     input_schema = JSONObjectField(required=False, help_text="A JSON Schema (2020-12).")
     output_schema = JSONObjectField(required=False, help_text="A JSON Schema (2020-12).")
