@@ -38,14 +38,6 @@ class AnswerForm(forms.Form):
     )
 
 
-class BulkApproveForm(forms.Form):
-    approvals = forms.TypedMultipleChoiceField(coerce=str, choices=[], required=True)
-
-    def __init__(self, *args: Any, choices: list[str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["approvals"].choices = [(c, c) for c in choices]
-
-
 class GateForm(forms.Form):
     risk_class = forms.ChoiceField(choices=RiskClass.choices)
     agent = forms.ModelChoiceField(

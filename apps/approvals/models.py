@@ -77,7 +77,7 @@ class RiskGate(models.Model):
         ]
 
     def __str__(self) -> str:
-        who = self.agent.slug if self.agent_id else "everyone"
+        who = self.agent.slug if self.agent is not None else "everyone"
         return f"{self.risk_class} → {self.outcome} ({who})"
 
 

@@ -723,7 +723,8 @@ class ToolForm(RegistryEntryForm):
                 validate_blast_radius({key: value})
             except forms.ValidationError as exc:
                 for message in exc.messages:
-                    self.add_error(name, message.removeprefix(f"{key}: "))
+                    message = message.removeprefix(f"{key}: ")  # the input is labelled
+                    self.add_error(name, message[:1].upper() + message[1:])
                 continue
             pointers[key] = value
         cleaned["blast_radius"] = pointers

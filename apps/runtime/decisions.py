@@ -546,13 +546,14 @@ def _approval_answered(
             policies=policies,
             approval=approval,
         )
-    reason, verb = {
+    outcomes: dict[str, tuple[str, str]] = {
         ApprovalStatus.REJECTED: (Reason.APPROVAL_REJECTED, "was rejected"),
         ApprovalStatus.CHANGES_REQUESTED: (
             Reason.APPROVAL_CHANGES_REQUESTED,
             "came back with changes requested",
         ),
-    }.get(status, (Reason.APPROVAL_CANCELLED, "was cancelled"))
+    }
+    reason, verb = outcomes.get(status, (Reason.APPROVAL_CANCELLED, "was cancelled"))
     feedback = f": {approval.feedback}" if approval.feedback else "."
     return _deny(
         reason, f"Approval {approval.pk} {verb}{feedback}", policies=policies, approval=approval
