@@ -15,6 +15,11 @@ websocket_urlpatterns: list[Any] = [
     re_path(r"^ws/traces/(?P<trace_id>[0-9a-f]{32})/$", consumers.TraceConsumer.as_asgi()),
     # The approvals inbox (apps/approvals/live.py).
     path("ws/approvals/inbox/", approvals_live.InboxConsumer.as_asgi()),
+]
+
+# Agents' sockets: authenticated by the run token they present, never by a browser's session
+# cookie, so they need no Origin check (an SDK sends no Origin) and no session middleware.
+agent_websocket_urlpatterns: list[Any] = [
     # An agent following its own approval request (apps/approvals/consumers.py).
     path("ws/agents/approvals/<uuid:approval_id>/", AgentApprovalConsumer.as_asgi()),
 ]

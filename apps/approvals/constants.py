@@ -14,6 +14,7 @@ PREVIEW_TABLE_ROWS_MAX = 2000
 ARGUMENTS_SHOWN_MAX = 20_000
 # A long-poll holds at most this long; the SDK asks again until its own deadline.
 WAIT_MAX_SECONDS = 30
+WAIT_DEFAULT_SECONDS = 25.0
 # While waiting, the store is read again this often, whatever the channel layer says.
 WAIT_RECHECK_SECONDS = 1.0
 # The cache generation gate and risk-mapping writes bump (apps.common.generation).

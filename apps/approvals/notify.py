@@ -28,7 +28,6 @@ import smtplib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,10 +113,12 @@ def notify_on_commit(approval_id: Any, event: str) -> None:
     """
     from . import tasks
 
-    transaction.on_commit(
-        partial(tasks.notify.delay, str(approval_id), event, request_id=get_request_id()),
-        robust=True,
-    )
+    request_id = get_request_id()
+
+    def queue() -> None:  # a named function: robust on_commit logs its __qualname__
+        tasks.notify.delay(str(approval_id), event, request_id=request_id)
+
+    transaction.on_commit(queue, robust=True)
 
 
 # --- planning ------------------------------------------------------------------------------------

@@ -318,15 +318,20 @@ def approval_answer(
             raise Conflict("You approved this already; it needs another approver.") from None
         acting = f" (for {authority.acting_for.get_username()})" if authority.acting_for else ""
         event = _apply(locked, verdict, comment)
+        approvals = locked.votes.filter(verdict=Verdict.APPROVE).count()
+        said = (
+            f"approved ({approvals} of {locked.approvals_required})"
+            if event == "approval_recorded"
+            else event.replace("_", " ")
+        )
         _audit(
             locked,
             Actor.user(actor),
             event,
-            f"{actor.get_username()}{acting} {event.replace('_', ' ')}"
-            + (f": {comment}" if comment else ""),
+            f"{actor.get_username()}{acting} {said}" + (f": {comment}" if comment else ""),
             verdict=verdict,
             acting_for=authority.acting_for.get_username() if authority.acting_for else None,
-            approvals=locked.votes.filter(verdict=Verdict.APPROVE).count(),
+            approvals=approvals,
             approvals_required=locked.approvals_required,
         )
         _announce(locked.pk, event)

@@ -29,7 +29,6 @@ def escalate() -> int:
 # by a conditional UPDATE), so Celery delivering one twice sends nothing twice.
 from collections.abc import Iterator  # noqa: E402  (this section's own imports)
 from contextlib import contextmanager  # noqa: E402
-from functools import partial  # noqa: E402
 
 from celery import Task  # noqa: E402
 from django.db import InterfaceError, OperationalError, transaction  # noqa: E402
@@ -69,10 +68,13 @@ def notify(approval_id: str, event: str, request_id: str = "") -> list[int]:
     """Make the deliveries of one event of one request, and queue each one not yet sent."""
     with _request_id(request_id):
         delivery_ids = notifications.notifications_plan(approval_id=approval_id, event=event)
+        request_id = get_request_id()
         for delivery_id in delivery_ids:
-            transaction.on_commit(
-                partial(deliver.delay, delivery_id, request_id=get_request_id()), robust=True
-            )
+
+            def queue(delivery_id: int = delivery_id) -> None:  # named: robust logs __qualname__
+                deliver.delay(delivery_id, request_id=request_id)
+
+            transaction.on_commit(queue, robust=True)
     return delivery_ids
 
 

@@ -334,6 +334,7 @@ class RunBase:
         action: str,
         reason: str | None,
         approval: str | None = None,
+        preview: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "action": "tool.invoke",
@@ -345,6 +346,8 @@ class RunBase:
             body["reason"] = reason
         if approval is not None:
             body["approval"] = str(approval)
+        if preview is not None:
+            body["preview"] = dict(preview)
         return body
 
     @staticmethod

@@ -198,10 +198,11 @@ class AsyncRun(RunBase):
         action: str = "invoke",
         reason: str | None = None,
         approval: str | None = None,
+        preview: Mapping[str, Any] | None = None,
         wait_for_approval: float | bool = False,
     ) -> Decision:
         """See ``Run.check_tool``."""
-        body = self._tool_body(name, arguments, action, reason, approval)
+        body = self._tool_body(name, arguments, action, reason, approval, preview)
         waits, limit = approval_wait(wait_for_approval)
         if not waits:
             return await self._decide(body)

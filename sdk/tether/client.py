@@ -221,18 +221,20 @@ class Run(RunBase):
         action: str = "invoke",
         reason: str | None = None,
         approval: str | None = None,
+        preview: Mapping[str, Any] | None = None,
         wait_for_approval: float | bool = False,
     ) -> Decision:
         """May the tool ``name`` do ``action`` with these arguments? Call it with the returned
         decision's ``arguments`` (Tether's modified ones on ``modify``).
 
         ``approval`` comes back after an ``ask`` with the approved request's id (the same
-        arguments). With ``wait_for_approval`` (True, or at most that many seconds) an ``ask``
+        arguments). ``preview`` shows the approver what would change, e.g. ``{"format":
+        "json", "current": {...}, "proposed": {...}}`` (docs/approvals.md, "The diff"). With ``wait_for_approval`` (True, or at most that many seconds) an ``ask``
         is waited out here: once people decided, the step is asked again with its approval,
         and the answer to that is returned or raised. A wait that runs out raises
         ``ApprovalRequired`` with the request still pending.
         """
-        body = self._tool_body(name, arguments, action, reason, approval)
+        body = self._tool_body(name, arguments, action, reason, approval, preview)
         waits, limit = approval_wait(wait_for_approval)
         if not waits:
             return self._decide(body)

@@ -319,10 +319,12 @@ def test_the_websocket_closes_4401_without_a_run_token_and_4404_for_another_runs
         assert closed.value.rcvd.code == code, token  # type: ignore[attr-defined]
 
 
-def test_a_handshake_without_an_origin_is_refused_by_the_origin_validator(server, gated) -> None:
-    """Every socket sits behind AllowedHostsOriginValidator: a client must send an Origin of
-    Tether's own host (docs/approvals-agents.md)."""
+def test_an_agent_socket_needs_no_origin_and_a_console_socket_does(server, gated) -> None:
+    """An SDK sends no Origin: its socket is authenticated by the run token alone. A console
+    socket (session cookie) still goes through AllowedHostsOriginValidator."""
     approval_id = ask(server, gated.token)
+    with follow(server, approval_id, gated.token, origin=None) as ws:
+        assert json.loads(ws.recv(timeout=5))["status"] == "pending"
     with pytest.raises(InvalidStatus) as refused:
-        follow(server, approval_id, gated.token, origin=None)
+        connect(f"ws://127.0.0.1:{server.port}/ws/approvals/inbox/", origin=None, proxy=None)
     assert refused.value.response.status_code == 403

@@ -71,5 +71,11 @@ class ASGIServer:
             time.sleep(0.02)
 
     def stop(self) -> None:
+        from channels.layers import channel_layers
+
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        # The channel layer's receive state belongs to the server's event loop, which is gone
+        # (a consumer's receive still pending at shutdown never finishes): later tests, on
+        # their own loops, must get fresh layers.
+        channel_layers.backends = {}

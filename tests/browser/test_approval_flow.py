@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -75,13 +74,12 @@ def test_a_critical_refund_waits_for_two_approvers_then_runs_once(
                     wait_for_approval=60,
                 )
                 outcome["decision"] = decision
-                outcome["allowed_at"] = time.monotonic()
                 refunds.append(dict(decision.arguments or arguments))  # the tool body
                 # The same approval a second time: refused.
                 try:
                     run.check_tool(
                         "payments-refund", arguments, action="create",
-                        approval=decision.approval.id if decision.approval else None,
+                        approval=decision.approval_id,
                     )  # fmt: skip
                 except tether.Denied as exc:
                     outcome["replay"] = exc.decision
@@ -123,7 +121,6 @@ def test_a_critical_refund_waits_for_two_approvers_then_runs_once(
     log_in(dave, "dave", PASSWORD)
     dave.goto(carol.url)
     dave.get_by_role("button", name="Approve").click()
-    clicked = time.monotonic()
     dave.get_by_text("The request is approved").wait_for()
     thread.join(timeout=30)
 
@@ -131,7 +128,6 @@ def test_a_critical_refund_waits_for_two_approvers_then_runs_once(
     decision = outcome["decision"]
     assert decision.disposition == "allow"
     assert "approved" in decision.reasons
-    print(f"\nallow returned {1000 * (outcome['allowed_at'] - clicked):.0f} ms after the click")
     assert refunds == [{"amount": 120, "order": "A-1", "customer": "c@example.com"}]
-    assert outcome["replay"].reasons == ["approval_used"]
+    assert list(outcome["replay"].reasons) == ["approval_used"]
     shoot(dave, "approval-flow-approved")

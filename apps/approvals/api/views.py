@@ -25,12 +25,10 @@ from apps.runtime.authentication import RunTokenAuthentication
 from apps.runtime.models import Run
 
 from .. import waiting
-from ..constants import WAIT_MAX_SECONDS
+from ..constants import WAIT_DEFAULT_SECONDS, WAIT_MAX_SECONDS
 from .serializers import ApprovalStateOutput
 
 logger = logging.getLogger(__name__)
-
-WAIT_DEFAULT_SECONDS = 25.0
 
 
 class ApprovalStateApi(APIView):
