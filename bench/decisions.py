@@ -55,6 +55,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import _cpu, _wrk  # noqa: E402
+from bench._serve import wait_ready  # noqa: E402
 
 ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/tether_bench_decisions",
@@ -172,21 +173,6 @@ def in_process(token: str, count: int = 2000) -> dict[str, tuple[float, float]]:
         return statistics.median(values), values[int(len(values) * 0.99)]
 
     return {"decide": spread(walls), "decide_cpu": spread(cpus), "answer": spread(answers)}
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
 
 def sample_decision(token: str) -> dict:

@@ -65,8 +65,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +73,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench import _cpu  # noqa: E402
+from bench._serve import wait_ready  # noqa: E402
 
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 DATABASE = "tether_bench_ingest"
@@ -276,21 +275,6 @@ def cpu_seconds(before: _cpu.Snapshot, after: _cpu.Snapshot) -> float:
     """CPU time our processes (as the snapshots count them) used between two snapshots."""
     ticks = sum(max(0, t - before[2].get(pid, 0)) for pid, t in after[2].items())
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s")
 
 
 @contextlib.contextmanager

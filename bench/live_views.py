@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench._serve import free_port  # noqa: E402
+
 ENV = {
     "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/tether_bench_live",
     "REDIS_URL": "redis://127.0.0.1:6379/8",
@@ -88,12 +90,6 @@ def seed() -> tuple[str, str, str]:
     )
     run, token = runtime.run_start(credential=_credential, task="Bench: watch me live")
     return str(run.pk), issued.plaintext, token
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> None:

@@ -265,7 +265,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
-    "ENUM_NAME_OVERRIDES": {"EnvironmentEnum": "apps.registry.constants.Environment"},
+    "ENUM_NAME_OVERRIDES": {
+        "EnvironmentEnum": "apps.registry.constants.Environment",
+        "ApprovalStatusEnum": "apps.approvals.constants.ApprovalStatus",
+        "AgentStatusEnum": "apps.registry.constants.AgentStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.common.api_schema.add_error_responses",

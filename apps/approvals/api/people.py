@@ -17,15 +17,15 @@ from apps.common.api import StrictCharField, StrictSerializer, paginated_respons
 from apps.registry.constants import RiskClass
 
 from .. import selectors, services
-from ..constants import FEEDBACK_MAX, Verdict
+from ..constants import FEEDBACK_MAX, ApprovalStatus, Verdict
 
 
 class RequestOutput(serializers.Serializer):
     """A request as an approver sees it (the console's page, as data)."""
 
     id = serializers.UUIDField()
-    status = serializers.CharField()
-    risk_class = serializers.CharField()
+    status = serializers.ChoiceField(choices=ApprovalStatus.choices)
+    risk_class = serializers.ChoiceField(choices=RiskClass.choices)
     agent = serializers.CharField(source="agent.slug")
     agent_version = serializers.IntegerField()
     run = serializers.UUIDField(source="run_id")
