@@ -160,7 +160,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-runs": {"task": "runtime.expire_runs", "schedule": 30.0},
     "replay-decision-spool": {"task": "runtime.replay_decision_spool", "schedule": 30.0},
     "seal-decisions": {"task": "runtime.seal_decisions", "schedule": 15.0},
-    "expire-approvals": {"task": "approvals.expire", "schedule": 5.0},
+    "expire-approvals": {"task": "approvals.expire", "schedule": 15.0},
     "escalate-approvals": {"task": "approvals.escalate", "schedule": 30.0},
     "verify-audit-chain": {"task": "audit.verify_chain", "schedule": 6 * 3600.0},
 }
