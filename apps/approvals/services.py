@@ -10,6 +10,7 @@ transaction, and once it commits the inbox and the waiting agent are told
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -140,19 +141,21 @@ def approval_open(
         environment=run.environment,
         tool=tool_row,
         tool_action=tool_action,
-        arguments=arguments,
+        arguments=_storable(arguments),
         arguments_sha256=arguments_sha256,
         reason=reason,
         gate_reasoning=gate_reasoning,
         risk_class=risk_class,
         policies=policies,
         preview=preview,
-        blast_radius=blast_radius(
-            tool=tool_row,
-            arguments=arguments,
-            environment=run.environment,
-            preview=preview,
-            granted_tools=set(run.envelope.get("tools", {})),
+        blast_radius=_storable(
+            blast_radius(
+                tool=tool_row,
+                arguments=arguments,
+                environment=run.environment,
+                preview=preview,
+                granted_tools=set(run.envelope.get("tools", {})),
+            ),
         ),
         rollback=_rollback_path(agent, tool_row),
         approvals_required=max(
@@ -181,6 +184,14 @@ def approval_open(
         _announce(approval.pk, "created")
         _notify(approval.pk, "created")
     return approval
+
+
+def _storable(value: Any) -> Any:
+    """The arguments as the database can keep them for display: PostgreSQL's jsonb refuses NUL
+    characters and lone surrogates, which a tool's arguments may carry. The request still binds
+    the hash of the arguments exactly as sent."""
+    text = json.dumps(value, ensure_ascii=False, default=str).replace("\\u0000", "\\ufffd")
+    return json.loads(text.encode("utf-8", "replace").decode("utf-8"))
 
 
 def _rollback_path(agent: Agent, tool: Tool) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def gates(request: HttpRequest) -> HttpResponse:
                     return redirect("approvals:gates")
             elif what == "clear-gate":
                 services.gate_clear(
-                    actor=user, gate=get_object_or_404(RiskGate, pk=request.POST.get("id"))
+                    actor=user, gate=get_object_or_404(RiskGate, pk=_row_id(request))
                 )
                 messages.success(
                     request,
@@ -197,7 +197,7 @@ def gates(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect("approvals:gates")
             elif what == "clear-risk":
-                mapping = get_object_or_404(ActionRisk, pk=request.POST.get("id"))
+                mapping = get_object_or_404(ActionRisk, pk=_row_id(request))
                 services.action_risk_clear(actor=user, mapping=mapping)
                 messages.success(request, "Risk mapping removed.")
                 return redirect("approvals:gates")
@@ -225,6 +225,14 @@ def gates(request: HttpRequest) -> HttpResponse:
     return render(
         request, "approvals/gates.html", context, status=400 if request.method == "POST" else 200
     )
+
+
+def _row_id(request: HttpRequest) -> int:
+    """The ``id`` a remove button posts; anything but a number is no such row (404)."""
+    raw = request.POST.get("id", "")
+    if not raw.isdigit() or len(raw) > 18:
+        raise Http404("No such row.")
+    return int(raw)
 
 
 def _gate_set(user: Any, data: dict[str, Any]) -> None:

@@ -353,3 +353,15 @@ def test_the_incident_report_lists_the_runs_approvals_and_proves_their_events(ga
         "dave",
     ]
     assert report["proof"]["proven"] is True
+
+
+def test_arguments_the_database_cannot_store_as_sent_still_make_a_request(gated, org):
+    arguments = {"amount": 5, "order": "A-\x00-1", "customer": "bad \ud800 surrogate"}
+
+    decision = gated.ask(arguments=arguments)
+
+    assert decision.disposition == "ask"
+    stored = ApprovalRequest.objects.get(pk=decision.approval.pk)
+    assert stored.arguments["order"] == "A-\ufffd-1"
+    approve_twice(gated, org, stored)
+    assert gated.ask(arguments=arguments, approval=str(stored.pk)).disposition == "allow"

@@ -214,3 +214,13 @@ def test_an_answered_request_can_no_longer_be_answered(gated, org):
 
     assert again.status_code == 409
     assert "approved already" in again.content.decode()
+
+
+def test_removing_a_row_that_is_not_a_number_is_a_404_not_an_error(org):
+    client = console_client(org.admin)
+    url = reverse("approvals:gates")
+
+    assert client.post(url, {"form": "clear-gate", "id": "abc"}).status_code == 404
+    assert client.post(url, {"form": "clear-risk", "id": "9" * 40}).status_code == 404
+    assert client.post(url, {"form": "clear-gate", "id": "123"}).status_code == 404
+    assert client.post(url, {"form": "mystery"}).status_code == 400
