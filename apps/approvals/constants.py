@@ -59,11 +59,13 @@ class Verdict(models.TextChoices):
 
 
 # The gate each risk class has until an admin says otherwise. Critical never runs unasked
-# and needs two distinct approvers (four eyes); high-risk steps ask as well.
+# and needs two distinct approvers (four eyes). Below critical the agent's autonomy level
+# decides (docs/autonomy-levels.md: L1 asks before every change, L2 before high-risk ones)
+# until an admin sets a class to ask or forbid for everyone.
 DEFAULT_GATES: dict[str, dict[str, object]] = {
     RiskClass.LOW: {"outcome": GateOutcome.ALLOW, "approvals_required": 1},
     RiskClass.MEDIUM: {"outcome": GateOutcome.ALLOW, "approvals_required": 1},
-    RiskClass.HIGH: {"outcome": GateOutcome.ASK, "approvals_required": 1},
+    RiskClass.HIGH: {"outcome": GateOutcome.ALLOW, "approvals_required": 1},
     RiskClass.CRITICAL: {"outcome": GateOutcome.ASK, "approvals_required": 2},
 }
 DEFAULT_EXPIRES_AFTER_SECONDS = 3600

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.approvals.gates import forget_gates
+from apps.approvals.models import RiskGate
 from apps.registry import services as registry
 from apps.registry.models import Agent, Tool
 from apps.runtime import services as runtime
@@ -114,4 +115,7 @@ def gated(org) -> Gated:
         credential=credential, task="Refund order A-1", on_behalf_of="rita"
     )
     approver2 = make_user("dave", ("approver", org.claims), email="dave@example.com")
+    # This organisation asks a person before high-risk steps too (the default leaves them to
+    # the agent's autonomy level).
+    RiskGate.objects.create(risk_class="high", outcome="ask", approvals_required=1)
     return Gated(agent, refund, notify, lookup, run, token, approver2, requester, issued.plaintext)

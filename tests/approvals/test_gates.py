@@ -210,11 +210,12 @@ def test_a_gate_that_pauses_at_expiry_defers_the_step(
     assert answer.retry_after_seconds == 60
 
 
-def test_high_risk_asks_by_default_with_one_approver(gated, org):
+def test_high_risk_asks_when_the_organisations_gate_says_so_with_one_approver(gated, org):
     decision = gated.ask(tool="customer-email", action="send")
     assert decision.disposition == "ask"
     approval = decision.approval
     assert approval.approvals_required == 1
+    assert "the organisation's gate" in approval.gate_reasoning
 
     services.approval_answer(approval=approval, actor=org.approver, verdict=Verdict.APPROVE)
 
@@ -222,6 +223,23 @@ def test_high_risk_asks_by_default_with_one_approver(gated, org):
         gated.ask(tool="customer-email", action="send", approval=str(approval.pk)).disposition
         == "allow"
     )
+
+
+def test_without_a_gate_high_risk_follows_the_autonomy_level(
+    gated, org, django_capture_on_commit_callbacks
+):
+    from apps.approvals.models import RiskGate
+    from apps.registry import services as registry
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.gate_clear(actor=org.admin, gate=RiskGate.objects.get(risk_class="high"))
+    assert gated.ask(tool="customer-email", action="send").disposition == "allow"  # L3
+
+    registry.agent_update(actor=org.owner, agent=gated.agent, data={"autonomy_level": 2})
+    gated.run, _ = runtime.run_start(credential=gated.run.credential, task="Refund, supervised")
+    asked = gated.ask(tool="customer-email", action="send", arguments={"to": "x@example.com"})
+    assert asked.disposition == "ask"
+    assert "L2" in asked.approval.gate_reasoning
 
 
 def test_gates_set_what_a_class_does_for_everyone_or_one_agent(
