@@ -73,7 +73,8 @@ class ASGIServer:
     def stop(self) -> None:
         from channels.layers import channel_layers
 
-        self.server.should_exit = True
+        # Tests leave no connection worth a graceful close (a long-poll may still be waiting).
+        self.server.should_exit = self.server.force_exit = True
         self.thread.join(timeout=15)
         # The channel layer's receive state belongs to the server's event loop, which is gone
         # (a consumer's receive still pending at shutdown never finishes): later tests, on
