@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.runtime",
     "apps.traces",
     "apps.approvals",
+    "apps.killswitch",
 ]
 
 MIDDLEWARE = [

@@ -291,6 +291,7 @@ def run_start(
         raise NotPermitted(f"{agent.slug} is {agent.status}; only active agents may run.")
     if environment not in agent.environments:
         raise NotPermitted(f"{agent.slug} may no longer run in {environment}.")
+    _refuse_while_killed(agent)
     task = (task or "").strip()
     if not task or len(task) > TASK_MAX:
         raise ApplicationError(
@@ -488,6 +489,19 @@ def run_finish(*, run: Run, state: str, outcome: str = "") -> Run:
     )
     _cancel_approvals(run, f"The run {state} before the request was answered.")
     return run
+
+
+def _refuse_while_killed(agent: Agent) -> None:
+    """No run starts under an engaged kill switch (apps/killswitch)."""
+    from apps.killswitch.services import kill_in_force
+
+    kill = kill_in_force(agent)
+    if kill is not None:
+        raise NotPermitted(
+            f"{agent.slug} is stopped by the kill switch ({kill.scope} {kill.target_name}, "
+            f"engaged by {kill.engaged_by_name}): {kill.reason}",
+            code="killed",
+        )
 
 
 def _cancel_approvals(run: Run, why: str) -> None:

@@ -240,8 +240,9 @@ class LegalHold(models.Model):
     )
     trace_id = models.CharField(max_length=32, blank=True)
     reason = models.TextField()
+    # Empty when Tether placed it itself (an automatic kill switch); the name says who.
     placed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     placed_by_name = models.CharField(max_length=200)
     placed_at = models.DateTimeField()

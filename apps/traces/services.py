@@ -428,16 +428,35 @@ def legal_hold_place(
             "A trace id is 32 hexadecimal characters (as OTLP/JSON writes it), not all zero.",
             details={"trace_id": ["Not a trace id."]},
         )
-    hold = LegalHold.objects.create(
+    return legal_hold_create(
         run=run,
         trace_id=trace_id,
         reason=reason,
         placed_by=actor,
         placed_by_name=actor.get_username(),
+    )
+
+
+def legal_hold_create(
+    *,
+    reason: str,
+    placed_by: User | None,
+    placed_by_name: str,
+    run: Run | None = None,
+    trace_id: str = "",
+) -> LegalHold:
+    """Place a hold with no permission check: for callers that decided already (an admin
+    through :func:`legal_hold_place`, the kill switch for the runs it stops). Audited."""
+    hold = LegalHold.objects.create(
+        run=run,
+        trace_id=trace_id,
+        reason=reason,
+        placed_by=placed_by,
+        placed_by_name=placed_by_name,
         placed_at=timezone.now(),
     )
     audit_record(
-        actor=Actor.user(actor),
+        actor=Actor.user(placed_by) if placed_by is not None else Actor.system(placed_by_name),
         action="traces.legal_hold.placed",
         target_type="legal_hold",
         target_id=hold.pk,

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class KillSwitchConfig(AppConfig):
+    name = "apps.killswitch"
+    label = "killswitch"
