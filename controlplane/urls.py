@@ -21,6 +21,7 @@ urlpatterns = [
     path("", include("apps.registry.urls")),
     path("", include("apps.runtime.urls")),
     path("", include("apps.approvals.urls")),
+    path("", include("apps.killswitch.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("audit/", include("apps.audit.urls")),
     path("policies/", include("apps.policy.urls")),
