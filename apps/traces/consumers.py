@@ -196,6 +196,9 @@ class FleetConsumer(_LiveConsumer):
     (no group): one query for the active runs and two for their totals per tick."""
 
     tick = FLEET_TICK_SECONDS
+    # It only polls: no channel layer, so no Redis receive held open for it (nor cancelled
+    # when the socket closes, which channels_redis does not always survive cleanly).
+    channel_layer_alias = "none: the fleet polls"
 
     def open_feed(self) -> bool:
         if not scope_of(self.user).has_any_role:
