@@ -156,8 +156,19 @@ def kill_engage(
         kill.approvals_cancelled = _cancel_approvals(kill, killed, actor_name)
         kill.save(update_fields=["runs_killed", "approvals_cancelled"])
         _hold_traces(kill, killed, actor, actor_name)
+        actor_of = Actor.user(actor) if actor is not None else Actor.system(actor_name)
+        for run_id in sorted(killed, key=str):  # each run's timeline shows its own end
+            audit_record(
+                actor=actor_of,
+                action="runtime.run.killed",
+                target_type="run",
+                target_id=str(run_id),
+                target_repr=f"run {str(run_id)[:8]}",
+                after={"state": RunState.KILLED, "kill_switch": kill.pk, "scope": scope},
+                message=f"Kill switch ({kill.scope} {kill.target_name}): {reason}",
+            )
         audit_record(
-            actor=Actor.user(actor) if actor is not None else Actor.system(actor_name),
+            actor=actor_of,
             action="killswitch.engaged",
             target_type=KILL_TARGET,
             target_id=kill.pk,

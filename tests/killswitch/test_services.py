@@ -110,3 +110,18 @@ def test_who_may_press_it(gated, org):  # noqa: F811
     with pytest.raises(Exception, match="Say why"):
         kills.kill_engage(actor=org.admin, scope="global", reason="  ")
     assert not KillSwitch.objects.exists()
+
+
+def test_the_kill_joins_the_runs_timeline_and_its_incident_report(gated, org):  # noqa: F811
+    from apps.traces.incident import incident_report, report_json
+    from apps.traces.selectors import run_events
+
+    kills.kill_engage(actor=org.owner, scope="agent", agent=gated.agent, reason="Refund loop")
+
+    events = [e for e in run_events(run=gated.run, limit=100) if e.action == "runtime.run.killed"]
+    assert len(events) == 1
+    assert events[0].actor_name == "alice" and "Refund loop" in events[0].message
+    gated.run.refresh_from_db()
+    report = report_json(incident_report(user=org.admin, run=gated.run))
+    assert report["proof"]["proven"] is True
+    assert report["run"]["state"] == "killed"
