@@ -433,6 +433,15 @@ def _expire(approval: ApprovalRequest) -> bool:
     return bool(closed)
 
 
+def approval_expire_if_due(*, approval: ApprovalRequest, now: datetime | None = None) -> bool:
+    """Expire this one request if it is pending past its deadline (the agent asking or
+    waiting hears "expired" on time, not at the beat's next tick). True if it expired now."""
+    if approval.status != ApprovalStatus.PENDING or approval.expires_at > (now or timezone.now()):
+        return False
+    with transaction.atomic():
+        return _expire(approval)
+
+
 def approvals_expire(*, now: datetime | None = None) -> int:
     """Expire every pending request past its deadline; each once, however often this runs."""
     now = now or timezone.now()

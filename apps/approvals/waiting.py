@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.utils import timezone
 
 from apps.common.errors import NotFound
 from apps.runtime.authentication import RUN_TOKEN_PREFIX
@@ -76,20 +75,15 @@ def approval_of_run(*, run: Run, approval_id: Any) -> ApprovalRequest:
 
 
 def still_pending(approval_id: Any) -> bool:
-    """Whether the request still waits for people. One at its deadline is expired here, by
-    the service the beat calls, so the agent hears "expired" on time rather than at the
-    beat's next tick."""
-    row = ApprovalRequest.objects.filter(pk=approval_id).values_list("status", "expires_at").first()
-    if row is None:
+    """Whether the request still waits for people. One at its deadline is expired here, so
+    the agent hears "expired" on time rather than at the beat's next tick."""
+    approval = (
+        ApprovalRequest.objects.select_related("tool", "agent").filter(pk=approval_id).first()
+    )
+    if approval is None:
         return False
-    status, expires_at = row
-    if status != ApprovalStatus.PENDING:
-        return False
-    now = timezone.now()
-    if expires_at > now:
-        return True
-    services.approvals_expire(now=now)
-    return ApprovalRequest.objects.filter(pk=approval_id, status=ApprovalStatus.PENDING).exists()
+    services.approval_expire_if_due(approval=approval)
+    return approval.status == ApprovalStatus.PENDING
 
 
 def current_state(approval_id: Any) -> dict[str, Any]:

@@ -509,9 +509,7 @@ def _approval_answered(
     run: Run, approval: ApprovalRequest, why: str, policies: list[str], now: datetime
 ) -> Outcome | ApprovalRequest:
     """What a step that comes back with its own approval request gets, by that request's state."""
-    if approval.status == ApprovalStatus.PENDING and approval.expires_at <= now:
-        approvals.approvals_expire(now=now)
-        approval.refresh_from_db()
+    approvals.approval_expire_if_due(approval=approval, now=now)
     status = approval.status
     if status == ApprovalStatus.PENDING:
         return _asking(run, approval, why, policies)
