@@ -1,6 +1,6 @@
 """Which risk class a step has, and what that class does: read on every gated decision.
 
-The decision service asks :func:`gate_for` on each tool call, so nothing here queries per
+The decision service asks :func:`step_gate` on each tool call, so nothing here queries per
 request: the whole table of gates and action risks (a few rows per tool at most) is read once
 per process and kept until a gate or mapping write bumps ``GATES_GENERATION`` (seen at once
 in the writing process, within ``GATES_CACHE_SECONDS`` elsewhere).
@@ -96,8 +96,8 @@ def _current() -> _Table:
         return _table
 
 
-def risk_class_for(*, agent_id: int, tool_id: int, tool_risk: str, action: str) -> str:
-    risks = _current().risks
+def _risk_in(table: _Table, agent_id: int, tool_id: int, tool_risk: str, action: str) -> str:
+    risks = table.risks
     for key in (
         (agent_id, tool_id, action),
         (agent_id, tool_id, ""),
@@ -110,6 +110,27 @@ def risk_class_for(*, agent_id: int, tool_id: int, tool_risk: str, action: str) 
     return tool_risk
 
 
+def _gate_in(table: _Table, agent_id: int, risk_class: str) -> Gate:
+    gates = table.gates
+    return (
+        gates.get((agent_id, risk_class))
+        or gates.get((None, risk_class))
+        or default_gate(risk_class)
+    )
+
+
+def risk_class_for(*, agent_id: int, tool_id: int, tool_risk: str, action: str) -> str:
+    return _risk_in(_current(), agent_id, tool_id, tool_risk, action)
+
+
+def step_gate(*, agent_id: int, tool_id: int, tool_risk: str, action: str) -> tuple[str, Gate]:
+    """The step's risk class and that class's gate, from one look at the cached table (the
+    decision service asks this on every tool call)."""
+    table = _current()
+    risk = _risk_in(table, agent_id, tool_id, tool_risk, action)
+    return risk, _gate_in(table, agent_id, risk)
+
+
 def default_gate(risk_class: str) -> Gate:
     default = DEFAULT_GATES[risk_class]
     return Gate(
@@ -119,13 +140,4 @@ def default_gate(risk_class: str) -> Gate:
         expires_after_seconds=DEFAULT_EXPIRES_AFTER_SECONDS,
         on_expiry=ExpiryOutcome.DENY,
         escalate_after_seconds=DEFAULT_ESCALATE_AFTER_SECONDS,
-    )
-
-
-def gate_for(*, agent_id: int, risk_class: str) -> Gate:
-    gates = _current().gates
-    return (
-        gates.get((agent_id, risk_class))
-        or gates.get((None, risk_class))
-        or default_gate(risk_class)
     )

@@ -320,10 +320,9 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
     if agent.autonomy_level == 0 and not is_read:
         return _deny(Reason.AUTONOMY_READ_ONLY, f"{agent.slug} is L0: it may only read.")
 
-    risk = gates.risk_class_for(
+    risk, gate = gates.step_gate(
         agent_id=agent.pk, tool_id=tool.pk, tool_risk=tool.risk_class, action=request.tool_action
     )
-    gate = gates.gate_for(agent_id=agent.pk, risk_class=risk)
     if gate.outcome == GateOutcome.FORBID:
         return _deny(
             Reason.RISK_FORBIDDEN,
