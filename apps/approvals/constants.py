@@ -1,8 +1,6 @@
 from django.db import models
 
-from apps.registry.constants import PreviewFormat, RiskClass
-
-__all__ = ["PreviewFormat"]  # the tool contract declares it; approvals render it
+from apps.registry.constants import RiskClass
 
 REASON_MAX = 2000
 FEEDBACK_MAX = 2000
@@ -46,9 +44,6 @@ class ApprovalStatus(models.TextChoices):
     CHANGES_REQUESTED = "changes_requested", "Changes requested"
     EXPIRED = "expired", "Expired"
     CANCELLED = "cancelled", "Cancelled"
-
-
-OPEN_STATUSES = frozenset({ApprovalStatus.PENDING})
 
 
 class Verdict(models.TextChoices):

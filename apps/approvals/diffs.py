@@ -19,7 +19,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import PREVIEW_MAX_BYTES, PREVIEW_TABLE_ROWS_MAX, PreviewFormat
+from apps.registry.constants import PreviewFormat
+
+from .constants import PREVIEW_MAX_BYTES, PREVIEW_TABLE_ROWS_MAX
 
 # A single value (a line, a cell, a JSON leaf) longer than this is cut when shown.
 VALUE_SHOWN_MAX = 2000

@@ -24,7 +24,7 @@ from apps.registry.constants import RiskClass
 from apps.registry.models import Agent
 
 from .constants import INBOX_PAGE, ApprovalStatus, Verdict
-from .models import ApprovalDelegation, ApprovalRequest, NotificationChannel, RiskGate
+from .models import ApprovalDelegation, ApprovalRequest, RiskGate
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,3 @@ def delegations_for_user(*, user: Any) -> QuerySet[ApprovalDelegation]:
     if scope.is_admin:
         return rows
     return rows.filter(Q(delegator=user) | Q(delegate=user))
-
-
-def channels_list() -> QuerySet[NotificationChannel]:
-    return NotificationChannel.objects.select_related("department")
