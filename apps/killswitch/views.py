@@ -6,57 +6,32 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from apps.accounts.models import Department, Team
+from apps.accounts.models import Department
 from apps.accounts.permissions import scope_of
 from apps.accounts.views import current_user, role_required
-from apps.common.errors import ApplicationError
-from apps.registry.models import CHANGE, Agent
-from apps.traces.selectors import runs_for_user
+from apps.common.errors import ApplicationError, NotFound
 
-from . import services
+from . import selectors, services
 from .constants import KillScope
 from .forms import ReasonForm
-from .models import KillSwitch
 
 
 def _target(request: HttpRequest, scope: str) -> dict[str, Any]:
-    """The scope's target from the query or form, as the user may press it (else 404)."""
-    user = current_user(request)
     key = request.POST.get("target") or request.GET.get("target") or ""
-    if scope == KillScope.GLOBAL:
-        return {}
-    if scope == KillScope.AGENT:
-        return {"agent": get_object_or_404(Agent.objects.for_user(user, CHANGE), slug=key)}
-    if scope == KillScope.RUN:
-        try:
-            run = runs_for_user(user=user).select_related("agent").filter(pk=key).first()
-        except (ValueError, ValidationError):  # not a run id
-            run = None
-        if run is None or not Agent.objects.for_user(user, CHANGE).filter(pk=run.agent_id).exists():
-            raise Http404
-        return {"run": run}
-    if not scope_of(user).is_admin:
-        raise Http404
-    if scope == KillScope.TEAM:
-        return {"team": get_object_or_404(Team, slug=key)}
-    if scope == KillScope.DEPARTMENT:
-        return {"department": get_object_or_404(Department, slug=key)}
-    raise Http404
+    try:
+        return selectors.kill_target(user=current_user(request), scope=scope, key=key)
+    except NotFound:
+        raise Http404 from None
 
 
 @role_required
 def confirm(request: HttpRequest, scope: str) -> HttpResponse:
     """GET: what pressing would stop, and the reason form. POST: press it."""
-    if scope not in KillScope.values or (
-        scope == KillScope.GLOBAL and not scope_of(current_user(request)).is_admin
-    ):
-        raise Http404
-    target = _target(request, scope)
+    target = _target(request, scope)  # 404 for an unknown scope or one the user may not stop
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -93,12 +68,7 @@ def confirm(request: HttpRequest, scope: str) -> HttpResponse:
 def kill_list(request: HttpRequest) -> HttpResponse:
     user = current_user(request)
     scope = scope_of(user)
-    rows = KillSwitch.objects.select_related("agent", "team", "department", "run__agent")
-    if not scope.is_admin:
-        rows = rows.filter(agent__in=Agent.objects.for_user(user)) | rows.filter(
-            run__agent__in=Agent.objects.for_user(user)
-        )
-    shown = list(rows[:200])
+    shown = list(selectors.kills_for_user(user=user)[:200])
     context = {
         "section": "killswitch",
         "engaged": [k for k in shown if k.engaged],
@@ -113,7 +83,7 @@ def kill_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @role_required
 def release(request: HttpRequest, kill_id: int) -> HttpResponse:
-    kill = get_object_or_404(KillSwitch, pk=kill_id)
+    kill = get_object_or_404(selectors.kills_for_user(user=current_user(request)), pk=kill_id)
     form = ReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Say why you release it.")
