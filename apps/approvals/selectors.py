@@ -10,7 +10,6 @@ person out of a critical request (:func:`answer_block`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
@@ -49,12 +48,20 @@ class Authority:
         return Q(department_id__in=departments) | Q(team_id__in=teams)
 
 
-def authorities_of(user: Any, *, now: datetime | None = None) -> list[Authority]:
-    """The user's own authority, then each active delegation's (newest first)."""
+def authorities_of(user: Any) -> list[Authority]:
+    """The user's own authority, then each active delegation's (newest first).
+
+    Kept on the user object for the rest of the request, as ``scope_of`` keeps the scope (a
+    page asks several times: the queue, its counts, the navigation), and read again whenever
+    the scope itself is read again (``forget_scope``)."""
     if user is None or not getattr(user, "is_authenticated", False):
         return []
-    now = now or timezone.now()
-    found = [Authority(scope_of(user))]
+    scope = scope_of(user)
+    cached = getattr(user, "_tether_approval_authorities", None)
+    if cached is not None and cached[0] is scope:
+        return list(cached[1])
+    now = timezone.now()
+    found = [Authority(scope)]
     delegations = (
         ApprovalDelegation.objects.filter(
             delegate=user, revoked_at__isnull=True, starts_at__lte=now, ends_at__gt=now
@@ -64,6 +71,7 @@ def authorities_of(user: Any, *, now: datetime | None = None) -> list[Authority]
     )
     for delegation in delegations:
         found.append(Authority(scope_of(delegation.delegator), acting_for=delegation.delegator))
+    user._tether_approval_authorities = (scope, tuple(found))
     return found
 
 
