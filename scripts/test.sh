@@ -55,4 +55,11 @@ echo "==> Django checks (production settings) and migrations"
 )
 
 echo "==> pytest"
-.venv/bin/pytest "$@"
+# Each test has its own limit (pyproject); this one bounds the whole run, so that a thread
+# left hanging cannot keep the process from exiting after the summary.
+status=0
+timeout --kill-after=30 "${TETHER_TEST_LIMIT:-1800}" .venv/bin/pytest "$@" || status=$?
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+  echo "pytest did not finish within ${TETHER_TEST_LIMIT:-1800} s" >&2
+fi
+exit "$status"

@@ -47,8 +47,25 @@ def session_of(user: Any) -> list[tuple[bytes, bytes]]:
     return [(b"cookie", cookie), (b"origin", b"http://testserver")]
 
 
+# The sockets the running scenario opened.
+_opened: list[WebsocketCommunicator] = []
+
+
 def run_async(scenario: Callable[[], Awaitable[None]]) -> None:
-    async_to_sync(scenario)()
+    """Run a scenario, then disconnect every socket it left open, as a server does when the
+    browser goes away. A consumer whose socket the server closed still listens on the channel
+    layer until that disconnect; left to the event loop's shutdown, all of them would be
+    cancelled at once, and channels_redis does not always survive that."""
+
+    async def and_disconnect() -> None:
+        try:
+            await scenario()
+        finally:
+            while _opened:
+                await _opened.pop().disconnect(timeout=WAIT)
+
+    _opened.clear()
+    async_to_sync(and_disconnect)()
 
 
 async def connect(path: str, user: Any = None) -> WebsocketCommunicator:
@@ -58,6 +75,7 @@ async def connect(path: str, user: Any = None) -> WebsocketCommunicator:
         else [(b"origin", b"http://testserver")]
     )
     communicator = WebsocketCommunicator(application, path, headers=headers)
+    _opened.append(communicator)
     connected, _ = await communicator.connect(timeout=WAIT)
     assert connected
     return communicator
