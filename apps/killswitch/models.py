@@ -10,7 +10,15 @@ from django.db.models import Q
 from apps.accounts.models import Department, Team
 from apps.registry.models import Agent
 
-from .constants import REASON_MAX, KillScope
+from .constants import (
+    REASON_MAX,
+    KillScope,
+    MemoryReads,
+    NoticeKind,
+    SafeStateStatus,
+    TriggerKind,
+    TriggerResponse,
+)
 
 
 class KillSwitch(models.Model):
@@ -35,6 +43,15 @@ class KillSwitch(models.Model):
     automatic = models.BooleanField(default=False)
     trigger = models.CharField(
         max_length=100, blank=True, help_text="What engaged it, if automatic."
+    )
+    trigger_rule = models.ForeignKey(
+        "KillTrigger", null=True, blank=True, on_delete=models.SET_NULL, related_name="kills"
+    )
+    frozen_stores = models.JSONField(
+        default=list, blank=True, help_text="Slugs of the memory stores no run may write."
+    )
+    memory_reads = models.CharField(
+        max_length=8, choices=MemoryReads.choices, default=MemoryReads.ALLOW
     )
     engaged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -83,3 +100,93 @@ class KillSwitch(models.Model):
         if self.scope == KillScope.DEPARTMENT and self.department is not None:
             return self.department.slug
         return "everything"
+
+
+class SafeStateAction(models.Model):
+    """One agent's declared safe-state webhook called because a switch stopped it, and how
+    that went (the incident shows it)."""
+
+    kill = models.ForeignKey(KillSwitch, on_delete=models.CASCADE, related_name="safe_states")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=500)
+    status = models.CharField(
+        max_length=10, choices=SafeStateStatus.choices, default=SafeStateStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_excerpt = models.CharField(max_length=500, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["kill", "agent"], name="safe_state_once_per_kill"),
+        ]
+
+    def __str__(self) -> str:
+        return f"safe state {self.agent_id} · {self.status}"
+
+
+class KillNotice(models.Model):
+    """One announcement of an engagement: an email to an affected agent's owner, or a post to
+    a notification channel of an affected department."""
+
+    kill = models.ForeignKey(KillSwitch, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=8, choices=NoticeKind.choices)
+    target = models.CharField(max_length=500, help_text="The address or the webhook URL.")
+    channel = models.ForeignKey(
+        "approvals.NotificationChannel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(max_length=8, default="queued")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kill", "kind", "target"], name="kill_notice_once_per_target"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target} · {self.status}"
+
+
+class KillTrigger(models.Model):
+    """An admin's rule: when this happens to an agent (any agent, a department's, or one),
+    Tether engages the switch itself — the same effects and audit, marked automatic."""
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=TriggerKind.choices)
+    response = models.CharField(max_length=16, choices=TriggerResponse.choices)
+    agent = models.ForeignKey(
+        Agent, null=True, blank=True, on_delete=models.CASCADE, related_name="kill_triggers"
+    )
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    threshold = models.PositiveIntegerField(
+        default=1, help_text="How many events within the window fire it (denials)."
+    )
+    window_seconds = models.PositiveIntegerField(default=300)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} → {self.response})"

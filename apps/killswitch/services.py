@@ -183,7 +183,12 @@ def kill_engage(
             },
             message=reason,
         )
-        transaction.on_commit(_after_engaged, robust=True)
+        kill_id = kill.pk
+
+        def after_engaged() -> None:
+            _after_engaged(kill_id)
+
+        transaction.on_commit(after_engaged, robust=True)
     from apps.runtime import services as runtime
 
     runtime.forget_runs()  # this process reads its runs afresh; the others are stopped at write
@@ -225,16 +230,27 @@ def _hold_traces(kill: KillSwitch, killed: set[Any], actor: User | None, actor_n
         )
 
 
-def _after_engaged() -> None:
-    """Seal the decision trail into the audit chain now rather than at the beat's next tick
-    (up to its usual lag: a decision still being written must not be skipped by a block; the
-    beat seals the last seconds within 15 s). The kill's own audit event is chained already."""
+def _after_engaged(kill_id: int) -> None:
+    """Once the kill is committed: push it to the killed runs' connected SDKs, seal the
+    decision trail into the audit chain now rather than at the beat's next tick (up to its
+    usual lag: a decision still being written must not be skipped by a block; the beat seals
+    the last seconds within 15 s; the kill's own audit event is chained already), then queue
+    the owners' notices and the agents' safe-state actions. Each step is on its own: one
+    failing never keeps the others from running."""
     from apps.runtime.sealing import decisions_seal
 
-    try:
-        decisions_seal()
-    except Exception:
-        logger.warning("kill switch: sealing the decision trail failed", exc_info=True)
+    from . import control, tasks
+
+    steps = (
+        ("pushing the kill to the SDKs", lambda: control.push_killed(kill_id)),
+        ("sealing the decision trail", decisions_seal),
+        ("queueing notices and safe-state actions", lambda: tasks.queue_after_kill(kill_id)),
+    )
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            logger.warning("kill switch %s: %s failed", kill_id, what, exc_info=True)
 
 
 def kill_release(*, actor: User, kill: KillSwitch, reason: str) -> KillSwitch:

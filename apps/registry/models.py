@@ -143,6 +143,13 @@ class Agent(models.Model):
         blank=True,
         help_text="What puts the work in a safe state when the agent is stopped.",
     )
+    shutdown_webhook = models.URLField(
+        "safe-state webhook",
+        max_length=500,
+        blank=True,
+        help_text="Called (signed POST) when a kill switch stops the agent; the answer is kept.",
+    )
+    shutdown_webhook_secret = models.CharField(max_length=200, blank=True)
     shutdown_contact = models.CharField(max_length=200, blank=True)
     shutdown_notes = models.TextField(max_length=2000, blank=True)
     rollback_action = models.CharField(
