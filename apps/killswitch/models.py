@@ -59,6 +59,9 @@ class KillSwitch(models.Model):
     engaged_by_name = models.CharField(max_length=150)
     engaged_at = models.DateTimeField()
     runs_killed = models.PositiveIntegerField(default=0)
+    runs = models.ManyToManyField(
+        "runtime.Run", blank=True, related_name="killed_by", help_text="The runs it stopped."
+    )
     approvals_cancelled = models.PositiveIntegerField(default=0)
     released_at = models.DateTimeField(null=True, blank=True)
     released_by_name = models.CharField(max_length=150, blank=True)

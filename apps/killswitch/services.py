@@ -153,6 +153,7 @@ def kill_engage(
         )
         killed = _kill_runs(kill, now)
         kill.runs_killed = len(killed)
+        kill.runs.set(killed)
         kill.approvals_cancelled = _cancel_approvals(kill, killed, actor_name)
         kill.save(update_fields=["runs_killed", "approvals_cancelled"])
         _hold_traces(kill, killed, actor, actor_name)

@@ -264,6 +264,8 @@ def _first_answer(run: Run, key: str) -> Decision | None:
 
 def _pipeline(run: Run, request: DecisionRequest) -> Outcome:
     agent = run.agent
+    if run.state == RunState.KILLED:
+        return _deny(Reason.RUN_KILLED, "A kill switch stopped this run.")
     if run.state != RunState.RUNNING:
         return _deny(Reason.RUN_NOT_RUNNING, f"The run is {run.state}.")
     if run.credential is None or run.credential.revoked_at is not None:

@@ -37,7 +37,7 @@ def test_killing_an_agent_stops_its_runs_refuses_their_tokens_and_every_next_ste
     # A process still holding the run as running is refused when it records the step.
     gated.run.state = "running"
     answer = gated.ask(tool="crm-lookup", action="read", arguments={})
-    assert answer.disposition == "deny" and answer.reasons == ["run_not_running"]
+    assert answer.disposition == "deny" and answer.reasons == ["run_killed"]
     event = AuditEvent.objects.get(action="killswitch.engaged")
     assert event.actor_name == "alice" and event.message == "Loop"
     assert sorted(event.after["runs_killed"]) == sorted([str(gated.run.pk), str(other_run.pk)])
