@@ -6,6 +6,7 @@ from django.urls import path, re_path
 
 from apps.approvals import live as approvals_live
 from apps.approvals.consumers import AgentApprovalConsumer
+from apps.killswitch.consumers import AgentControlConsumer
 from apps.traces import consumers
 
 websocket_urlpatterns: list[Any] = [
@@ -22,4 +23,6 @@ websocket_urlpatterns: list[Any] = [
 agent_websocket_urlpatterns: list[Any] = [
     # An agent following its own approval request (apps/approvals/consumers.py).
     path("ws/agents/approvals/<uuid:approval_id>/", AgentApprovalConsumer.as_asgi()),
+    # A run's control socket: the kill switch reaches the agent here (apps/killswitch/consumers.py).
+    path("ws/agents/runs/<uuid:run_id>/control/", AgentControlConsumer.as_asgi()),
 ]

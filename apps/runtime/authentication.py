@@ -57,6 +57,13 @@ class AgentCredentialAuthentication(_BearerAuthentication):
 RUN_TOKEN_PREFIX = "tth_run_"
 
 
+class RunKilledFailed(exceptions.AuthenticationFailed):
+    """A killed run's token: the API's error code says so (``run_killed``), as the decision
+    endpoint's does, so an SDK can tell a kill from a bad token."""
+
+    default_code = "run_killed"
+
+
 class RunTokenAuthentication(_BearerAuthentication):
     prefix = RUN_TOKEN_PREFIX
 
@@ -66,6 +73,8 @@ class RunTokenAuthentication(_BearerAuthentication):
             return None
         try:
             run = services.run_authenticate(token)
+        except services.RunKilledToken as exc:
+            raise RunKilledFailed(exc.message) from exc
         except services.Unauthenticated as exc:
             raise exceptions.AuthenticationFailed(exc.message) from exc
         return _AgentPrincipal(run.agent.slug), run

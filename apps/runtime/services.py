@@ -53,6 +53,17 @@ class Unauthenticated(ApplicationError):
     http_status = 401
 
 
+class RunKilledToken(Unauthenticated):
+    """The 401 for the token of a run a kill switch stopped. Its own code lets an SDK tell a
+    kill from any other refusal; ``run_id`` lets the agents' control socket say which kill."""
+
+    code = "run_killed"
+
+    def __init__(self, message: str, *, run_id: Any) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 def _agent_actor(agent: Agent) -> Actor:
     return Actor(type="agent", id=str(agent.pk), name=agent.slug)
 
@@ -387,7 +398,10 @@ def run_authenticate(plaintext: str, *, recheck: bool = True) -> Run:
         run_expire(run=run)
     if run.state != RunState.RUNNING:
         _runs.pop(run.token_lookup, None)
-        raise Unauthenticated(f"This run is {run.state}; its token no longer works.")
+        message = f"This run is {run.state}; its token no longer works."
+        if run.state == RunState.KILLED:
+            raise RunKilledToken(message, run_id=run.pk)
+        raise Unauthenticated(message)
     return run
 
 

@@ -24,6 +24,7 @@ from .errors import (
     NoActiveRun,
     ProtocolError,
     RunEnded,
+    RunKilled,
     RunTokenRejected,
     TetherError,
     TetherUnavailable,
@@ -39,6 +40,7 @@ from .models import (
     Disposition,
     Envelope,
     FailurePosture,
+    Kill,
 )
 
 __all__ = [
@@ -63,10 +65,12 @@ __all__ = [
     "Envelope",
     "FailurePosture",
     "Forbidden",
+    "Kill",
     "NoActiveRun",
     "ProtocolError",
     "Run",
     "RunEnded",
+    "RunKilled",
     "RunTokenRejected",
     "TetherError",
     "TetherUnavailable",

@@ -8,13 +8,14 @@ import logging
 import math
 import os
 import random
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Self, cast
 from urllib.parse import quote
 
 import httpx
@@ -33,11 +34,20 @@ from .errors import (
     Forbidden,
     ProtocolError,
     RunEnded,
+    RunKilled,
     RunTokenRejected,
     TetherUnavailable,
     Unauthorized,
 )
-from .models import FAILURE_POSTURES, READ_ACTIONS, Approval, Decision, Envelope, FailurePosture
+from .models import (
+    FAILURE_POSTURES,
+    READ_ACTIONS,
+    Approval,
+    Decision,
+    Envelope,
+    FailurePosture,
+    Kill,
+)
 
 logger = logging.getLogger("tether")
 
@@ -59,6 +69,19 @@ MAX_DEFER_DELAY = 60.0
 #: longer is done by asking again. Below ``MIN_POLL_SECONDS`` left, the state is read instead.
 WAIT_POLL_SECONDS = 25.0
 MIN_POLL_SECONDS = 1.0
+#: The run's control socket, where Tether pushes a kill (docs/killswitch-agents.md).
+CONTROL_PATH = "/ws/agents/runs/{run_id}/control/"
+#: Its close codes that end it for good: no valid run token, not this run's, killed.
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+CLOSE_KILLED = 4410
+#: The most closing the control socket waits for Tether's side of the close.
+CONTROL_CLOSE_SECONDS = 1.0
+#: Reconnecting waits about ``backoff * 2**attempt`` too, but never less than this.
+MIN_CONTROL_BACKOFF = 0.25
+KILLED_REASON = "A kill switch stopped this run."
+_OFF = frozenset({"0", "false", "no", "off"})
+_ON = frozenset({"", "1", "true", "yes", "on"})
 
 # The run governed functions ask: set by ``client.run(...)`` for the block it wraps.
 current_run: ContextVar[RunBase | None] = ContextVar("tether_current_run", default=None)
@@ -95,6 +118,45 @@ def check_settings(timeout: float, retries: int, backoff: float, defer_timeout: 
 
 def base_url(url: str) -> str:
     return url + API_PREFIX
+
+
+def control_url(url: str, run_id: str) -> str:
+    """The run's control socket: ws:// for an http:// Tether, wss:// for https://."""
+    scheme, _, rest = url.partition("://")
+    socket_scheme = "wss" if scheme == "https" else "ws"
+    return f"{socket_scheme}://{rest}{CONTROL_PATH.format(run_id=quote(run_id, safe=''))}"
+
+
+def control_wanted(control: bool | None, custom_transport: bool) -> bool:
+    """Whether a run holds its control socket: ``control=`` when given, else not when
+    ``TETHER_CONTROL`` says off (0, false, no, off), else unless the client was handed a
+    custom HTTP transport (a test's: the socket could not follow it)."""
+    if control is not None:
+        return bool(control)
+    setting = os.environ.get("TETHER_CONTROL", "").strip().lower()
+    if setting in _OFF:
+        return False
+    if setting not in _ON:
+        raise ConfigurationError(f"TETHER_CONTROL should be 1 or 0 (on or off), not {setting!r}")
+    return not custom_transport
+
+
+def control_headers(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def control_refused(run_id: str, status: int) -> bool:
+    """The handshake was answered ``status``: True (give up) for a 4xx, a Tether without
+    the socket; a 5xx (a proxy while Tether restarts) is retried."""
+    if status >= 500:
+        return False
+    logger.warning(
+        "run %s: Tether refused the control socket (HTTP %s); a kill reaches this run at its "
+        "next check only",
+        run_id,
+        status,
+    )
+    return True
 
 
 def default_headers() -> dict[str, str]:
@@ -202,6 +264,19 @@ def run_ended(state: str | None) -> RunEnded:
     return RunEnded(decision, state)
 
 
+def run_killed(kill: Kill, decision: Decision | None = None) -> RunKilled:
+    """``RunKilled`` for a kill this client learned; a local deny when Tether said none."""
+    if decision is None:
+        decision = Decision(
+            id=None,
+            disposition="deny",
+            reasons=("run_killed",),
+            reasoning=kill.reason,
+            local=True,
+        )
+    return RunKilled(decision, kill)
+
+
 def read_response(response: httpx.Response) -> dict[str, Any]:
     """The JSON body of a 2xx answer; the matching exception for a 4xx."""
     data: Any
@@ -262,6 +337,15 @@ class RunBase:
     url: str = ""
     state: str = "running"
     outcome: str | None = None
+    #: The kill switch that stopped the run, once the client knows of one (see ``on_kill``).
+    kill: Kill | None = field(default=None, init=False)
+    _kill_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _kill_callbacks: list[Callable[[Any], object]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+    _control_ready: bool = field(default=False, init=False, repr=False, compare=False)
 
     @classmethod
     def fields_from_start(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,6 +382,98 @@ class RunBase:
     def ended(self) -> bool:
         return self.state != "running"
 
+    @property
+    def kill_reason(self) -> str | None:
+        """Why the kill switch stopped the run (None while it runs)."""
+        return self.kill.reason if self.kill is not None else None
+
+    @property
+    def control_connected(self) -> bool:
+        """Whether the control socket is open and Tether listens on it for this run's kill."""
+        return self._control_ready
+
+    def on_kill(self, callback: Callable[[Self], object]) -> Callable[[Self], object]:
+        """Call ``callback(run)`` once when the client learns the run was killed: pushed over
+        the control socket, or told by a refused step. Called at once if it is killed
+        already. A sync run calls it in the control socket's thread (or the thread whose
+        check was refused): keep it short and thread-safe, e.g. set a flag or cancel work.
+        Exceptions it raises are logged. Usable as a decorator."""
+        with self._kill_lock:
+            if self.kill is None:
+                self._kill_callbacks.append(callback)
+                return callback
+        callback(self)
+        return callback
+
+    def raise_if_killed(self) -> None:
+        """Raise ``RunKilled`` if the run was killed; no request is made. Call it between the
+        steps of a long tool body: a sync run cannot be interrupted otherwise."""
+        if self.kill is not None:
+            raise self._killed_error()
+
+    def _killed_error(self) -> RunKilled:
+        return run_killed(self.kill or Kill(reason=KILLED_REASON))
+
+    def _mark_killed(self, kill: Kill) -> bool:
+        """Record the kill, flag it and call the ``on_kill`` callbacks, the first time only
+        (True then). A later, fuller account (the push names the switch) replaces a bare one."""
+        with self._kill_lock:
+            known = self.kill
+            if known is None or (known.kill_switch is None and kill.kill_switch is not None):
+                self.kill = kill
+            self.state = "killed"
+            callbacks, self._kill_callbacks = self._kill_callbacks, []
+        if known is not None:
+            return False
+        self._flag_killed()
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                logger.exception("an on_kill callback of run %s failed", self.id)
+        return True
+
+    def _flag_killed(self) -> None:
+        """Set the run's ``killed`` event and wake what waits on it (``Run``, ``AsyncRun``)."""
+
+    def _after_kill_push(self) -> None:
+        """What a pushed kill does beyond a refused step's (``AsyncRun`` cancels its block)."""
+
+    def _on_control(self, raw: str | bytes) -> bool:
+        """One message of the control socket; True when it is the last (the run is over)."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            logger.warning("run %s: unreadable control message %r", self.id, raw[:200])
+            return False
+        if not isinstance(data, dict):
+            return False
+        kind = data.get("type")
+        if kind == "killed":
+            self._mark_killed(Kill.from_json(data))
+            self._after_kill_push()
+            return True
+        if kind == "state":
+            state = str(data.get("state") or "")
+            if state == "running":
+                self._control_ready = True
+                return False
+            if state and not self.ended:
+                self.state = state  # ended some other way: later checks raise RunEnded at once
+            return True
+        return False  # a pong, or something newer than this client
+
+    def _on_control_closed(self, code: int | None) -> bool:
+        """The control socket closed with ``code``; True when reconnecting cannot help."""
+        if code == CLOSE_KILLED:  # a killed run's token (its message, if any, came first)
+            self._mark_killed(Kill(reason=KILLED_REASON))
+            self._after_kill_push()
+            return True
+        if code in (CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND):
+            logger.info("run %s: the control socket refused its token (%s)", self.id, code)
+            return True
+        return False
+
     def heartbeat_interval(self) -> float:
         """A fraction of the token's lifetime, measured on Tether's own clock."""
         ttl = DEFAULT_TTL_SECONDS
@@ -311,6 +487,7 @@ class RunBase:
         return f"runs/{self.id}/{action}"
 
     def _raise_if_ended(self) -> None:
+        self.raise_if_killed()
         if self.ended:
             raise run_ended(self.state)
 
@@ -321,8 +498,13 @@ class RunBase:
         self.state = str(data.get("state") or self.state)
         self.expires_at = _parse_time(data.get("expires_at")) or self.expires_at
 
-    def _token_rejected(self, error: Unauthorized) -> RunTokenRejected:
-        """A 401 for the run token means the run is over; later checks raise at once."""
+    def _token_rejected(self, error: Unauthorized) -> RunTokenRejected | RunKilled:
+        """A 401 for the run token means the run is over; later checks raise at once. Its
+        code ``run_killed`` says a kill switch ended it."""
+        if error.code == "run_killed":
+            self._mark_killed(Kill(reason=KILLED_REASON))
+            assert self.kill is not None
+            return run_killed(self.kill)
         rejected = RunTokenRejected(run_ended(None).decision, error)
         self._mark_ended(rejected)
         return rejected
@@ -416,6 +598,10 @@ class RunBase:
         decision = Decision.from_json(data)
         approval = Approval.from_json(decision.approval) if decision.approval else None
         if decision.disposition == "deny":
+            if "run_killed" in decision.reasons:
+                self._mark_killed(Kill(reason=decision.reasoning or KILLED_REASON))
+                assert self.kill is not None
+                raise run_killed(self.kill, decision)
             if "run_not_running" in decision.reasons:
                 error = RunEnded(decision, None)
                 self._mark_ended(error)

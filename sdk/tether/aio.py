@@ -11,13 +11,22 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from ._base import (
+    CONTROL_CLOSE_SECONDS,
+    MIN_CONTROL_BACKOFF,
+    USER_AGENT,
     RunBase,
     approval_url,
     approval_wait,
     base_url,
     check_settings,
+    control_headers,
+    control_refused,
+    control_url,
+    control_wanted,
     current_run,
     default_headers,
     encode,
@@ -77,6 +86,7 @@ class AsyncClient:
             transport=transport,
             headers=default_headers(),
         )
+        self._custom_transport = transport is not None
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def __repr__(self) -> str:
@@ -104,8 +114,14 @@ class AsyncClient:
         intent: str | None = None,
         on_behalf_of: str | None = None,
         parent_run: str | None = None,
+        control: bool | None = None,
     ) -> AsyncIterator[AsyncRun]:
-        """``async with client.run(task) as run:`` — see ``Client.run``."""
+        """``async with client.run(task) as run:`` — see ``Client.run``.
+
+        A kill pushed over the control socket cancels the task that entered the block, so
+        the work in flight stops at its next ``await``; the block then ends with
+        ``RunKilled`` instead of ``CancelledError`` (a cancellation of its own still goes
+        on as one)."""
         body: dict[str, Any] = {"task": task}
         for key, value in (
             ("intent", intent),
@@ -114,20 +130,30 @@ class AsyncClient:
         ):
             if value is not None:
                 body[key] = value
+        wanted = control_wanted(control, self._custom_transport)
         data = await self._request("runs/", self.agent_key, body)
         run = AsyncRun(
             **AsyncRun.fields_from_start(data), client=self, loop=asyncio.get_running_loop()
         )
+        listener = (
+            asyncio.create_task(_control(run), name=f"tether-control-{run.id}") if wanted else None
+        )
         heartbeat = asyncio.create_task(_heartbeat(run), name=f"tether-heartbeat-{run.id}")
         token = current_run.set(run)
+        run._block = asyncio.current_task()
         try:
             yield run
         except BaseException as exc:
-            await _cancel(heartbeat)
+            run._block = None  # from here on a kill no longer cancels anything
+            if run._kill_cancelled(exc):
+                await _stop(run, listener, heartbeat)
+                raise run._killed_error() from exc
+            await _stop(run, listener, heartbeat)
             await run._finish("failed", type(exc).__name__)
             raise
         else:
-            await _cancel(heartbeat)
+            run._block = None
+            await _stop(run, listener, heartbeat)
             await run._finish("finished", run.outcome)
         finally:
             current_run.reset(token)
@@ -189,6 +215,15 @@ class AsyncRun(RunBase):
 
     client: AsyncClient = field(repr=False, compare=False, kw_only=True)
     loop: asyncio.AbstractEventLoop = field(repr=False, compare=False, kw_only=True)
+    #: Set once the client learns the run was killed (pushed, or told by a refused step).
+    killed: asyncio.Event = field(
+        default_factory=asyncio.Event, init=False, repr=False, compare=False
+    )
+    # The task inside ``async with client.run(...)`` while it is there; a pushed kill
+    # cancels it (and says so in ``_cancelled_for_kill``).
+    _block: asyncio.Task[Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _cancelled_for_kill: bool = field(default=False, init=False, repr=False, compare=False)
+    _control_closing: bool = field(default=False, init=False, repr=False, compare=False)
 
     async def check_tool(
         self,
@@ -223,9 +258,52 @@ class AsyncRun(RunBase):
         while True:
             poll = next_poll(deadline)
             url = approval_url(self.client.url, approval_id, wait=poll is not None)
-            approval = Approval.from_json(await self._send(url, None, poll=poll))
+            approval = Approval.from_json(
+                await self._unless_killed(self._send(url, None, poll=poll))
+            )
             if approval.decided or poll is None or past(deadline):
                 return approval
+
+    async def _unless_killed(self, work: Awaitable[R]) -> R:
+        """``work`` unless the run is killed first: then it is cancelled and ``RunKilled``
+        raised (for a wait outside the block's task, which the kill does not cancel)."""
+        job = asyncio.ensure_future(work)
+        if self.kill is not None:
+            job.cancel()
+            self.raise_if_killed()
+        killed = asyncio.ensure_future(self.killed.wait())
+        try:
+            await asyncio.wait({job, killed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            killed.cancel()
+            if not job.done():
+                job.cancel()
+        if job.done() and not job.cancelled():
+            return job.result()
+        raise self._killed_error()
+
+    def _flag_killed(self) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            self.killed.set()
+        else:  # a sync tool's worker thread: asyncio.Event belongs to its loop
+            self.loop.call_soon_threadsafe(self.killed.set)
+
+    def _after_kill_push(self) -> None:
+        if self._block is not None and not self._block.done():
+            self._cancelled_for_kill = True
+            self._block.cancel("killed by a kill switch")
+
+    def _kill_cancelled(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the cancellation a pushed kill caused, and no other is pending
+        (an outer timeout's or a shutdown's goes on as CancelledError)."""
+        if not (self._cancelled_for_kill and isinstance(exc, asyncio.CancelledError)):
+            return False
+        task = asyncio.current_task()
+        return task is None or task.uncancel() == 0
 
     async def check_model(
         self,
@@ -361,6 +439,60 @@ async def _heartbeat(run: AsyncRun) -> None:
             return
         except (TetherError, httpx.HTTPError) as exc:
             logger.warning("heartbeat of run %s failed, will retry: %s", run.id, exc)
+
+
+async def _control(run: AsyncRun) -> None:
+    """The run's control socket until the run ends; see ``client._Control``."""
+    url = control_url(run.client.url, run.id)
+    attempt = 0
+    while True:
+        over = False
+        try:
+            over = await _listen(run, url)
+        except InvalidStatus as exc:
+            over = control_refused(run.id, exc.response.status_code)
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            log = logger.warning if attempt == 0 else logger.debug
+            log("run %s: control socket unavailable, will retry: %s", run.id, exc)
+        was_ready, run._control_ready = run._control_ready, False
+        if over:
+            return
+        attempt = 0 if was_ready else attempt + 1
+        await asyncio.sleep(
+            retry_delay(max(run.client.backoff, MIN_CONTROL_BACKOFF), min(attempt, 8))
+        )
+
+
+async def _listen(run: AsyncRun, url: str) -> bool:
+    """One connection, until it closes; True when the run is over for the socket."""
+    async with connect(
+        url,
+        additional_headers=control_headers(run.token),
+        user_agent_header=USER_AGENT,
+        open_timeout=run.client.timeout,
+        close_timeout=CONTROL_CLOSE_SECONDS,
+    ) as socket:
+        while True:
+            try:
+                raw = await socket.recv()
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else None
+                return run._on_control_closed(code)
+            if run._on_control(raw):
+                run._control_closing = True  # the close below is let finish (_stop)
+                return True
+
+
+async def _stop(
+    run: AsyncRun, listener: asyncio.Task[None] | None, heartbeat: asyncio.Task[None]
+) -> None:
+    if listener is not None:
+        if run._control_closing:
+            # It is ending by itself, closing its socket: cancelled in the middle of the close
+            # handshake, it would leave the connection open.
+            await asyncio.wait({listener}, timeout=CONTROL_CLOSE_SECONDS + 0.5)
+        await _cancel(listener)
+    await _cancel(heartbeat)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

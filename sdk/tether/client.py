@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -12,13 +13,22 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.sync.client import ClientConnection, connect
 
 from ._base import (
+    CONTROL_CLOSE_SECONDS,
+    MIN_CONTROL_BACKOFF,
+    USER_AGENT,
     RunBase,
     approval_url,
     approval_wait,
     base_url,
     check_settings,
+    control_headers,
+    control_refused,
+    control_url,
+    control_wanted,
     current_run,
     default_headers,
     encode,
@@ -60,7 +70,8 @@ class Client:
     ``backoff * 2**attempt`` seconds; 4xx answers are not retried. A retried decision carries
     the same Idempotency-Key, so Tether answers it once and charges it once. A ``defer`` is
     waited out (Tether says how long) and asked again, for up to ``defer_timeout`` seconds.
-    ``transport`` is handed to httpx (tests pass ``httpx.MockTransport``).
+    ``transport`` is handed to httpx (tests pass ``httpx.MockTransport``); with one, runs
+    hold no control socket unless ``run(..., control=True)`` asks for it.
     """
 
     def __init__(
@@ -86,6 +97,7 @@ class Client:
             transport=transport,
             headers=default_headers(),
         )
+        self._custom_transport = transport is not None
         self._sleep: Callable[[float], None] = time.sleep
 
     def __repr__(self) -> str:
@@ -113,6 +125,7 @@ class Client:
         intent: str | None = None,
         on_behalf_of: str | None = None,
         parent_run: str | None = None,
+        control: bool | None = None,
     ) -> Iterator[Run]:
         """Start a run for the block, heartbeat while it lasts, finish it on the way out.
 
@@ -120,6 +133,11 @@ class Client:
         finishes the run (outcome ``run.outcome``); leaving by an exception marks it failed
         with the exception's class name, and the exception goes on. If Tether cannot be
         reached to start the run, ``TetherUnavailable`` is raised: there is no posture yet.
+
+        With ``control`` (the default; ``TETHER_CONTROL=0`` turns it off) the run holds its
+        control socket in a daemon thread: a kill switch pressed in Tether sets
+        ``run.killed`` within moments, calls the ``run.on_kill`` callbacks, interrupts a
+        ``wait_for_approval`` and makes every later check raise ``RunKilled`` at once.
         """
         body: dict[str, Any] = {"task": task}
         for key, value in (
@@ -129,19 +147,23 @@ class Client:
         ):
             if value is not None:
                 body[key] = value
+        wanted = control_wanted(control, self._custom_transport)
         data = self._request("runs/", self.agent_key, body)
         run = Run(**Run.fields_from_start(data), client=self)
+        listener = _Control(run) if wanted else None
+        if listener is not None:
+            listener.start()
         heartbeat = _Heartbeat(run)
         heartbeat.start()
         token = current_run.set(run)
         try:
             yield run
         except BaseException as exc:
-            heartbeat.stop()
+            _stop(listener, heartbeat)
             run._finish("failed", type(exc).__name__)
             raise
         else:
-            heartbeat.stop()
+            _stop(listener, heartbeat)
             run._finish("finished", run.outcome)
         finally:
             current_run.reset(token)
@@ -212,6 +234,13 @@ class Run(RunBase):
     """
 
     client: Client = field(repr=False, compare=False, kw_only=True)
+    #: Set once the client learns the run was killed (pushed, or told by a refused step).
+    killed: threading.Event = field(
+        default_factory=threading.Event, init=False, repr=False, compare=False
+    )
+    _waiters: set[threading.Event] = field(
+        default_factory=set, init=False, repr=False, compare=False
+    )
 
     def check_tool(
         self,
@@ -261,9 +290,48 @@ class Run(RunBase):
         while True:
             poll = next_poll(deadline)
             url = approval_url(self.client.url, approval_id, wait=poll is not None)
-            approval = Approval.from_json(self._send(url, None, poll=poll))
+            approval = Approval.from_json(
+                self._unless_killed(functools.partial(self._send, url, None, poll=poll))
+            )
             if approval.decided or poll is None or past(deadline):
                 return approval
+
+    def _unless_killed(self, work: Callable[[], R]) -> R:
+        """Blocking work (a long-poll) that a kill interrupts: it runs in a helper thread
+        while this one waits for it or for the kill, whichever comes first. On a kill,
+        ``RunKilled`` is raised at once; the helper ends on its own, its answer unused."""
+        self.raise_if_killed()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def go() -> None:
+            try:
+                box["result"] = work()
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        with self._kill_lock:
+            self._waiters.add(done)
+        try:
+            threading.Thread(target=go, name=f"tether-wait-{self.id}", daemon=True).start()
+            done.wait()
+        finally:
+            with self._kill_lock:
+                self._waiters.discard(done)
+        if "result" in box:
+            return box["result"]  # type: ignore[no-any-return]
+        if "error" in box:
+            raise box["error"]
+        raise self._killed_error()  # woken by the kill
+
+    def _flag_killed(self) -> None:
+        self.killed.set()
+        with self._kill_lock:
+            waiters = list(self._waiters)
+        for waiter in waiters:
+            waiter.set()
 
     def check_model(
         self,
@@ -383,6 +451,89 @@ class Run(RunBase):
         return await asyncio.to_thread(
             self.check_tool, name, arguments, action=action, wait_for_approval=wait
         )
+
+
+def _stop(listener: _Control | None, heartbeat: _Heartbeat) -> None:
+    if listener is not None:
+        listener.stop()
+    heartbeat.stop()
+
+
+class _Control:
+    """The run's control socket, held from a daemon thread until the run ends: a kill pushed
+    there reaches the run at once (``RunBase._on_control``). A dropped socket is opened again
+    after a backoff; one that says the run is over, or refuses the token, is not."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._socket: ClientConnection | None = None
+        self._thread = threading.Thread(
+            target=self._loop, name=f"tether-control-{run.id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            socket = self._socket
+        if socket is not None:
+            socket.close()  # ends the thread's recv() at once
+        if self._thread is not threading.current_thread():
+            # Not long: a thread still opening the socket closes it by itself once it sees.
+            self._thread.join(timeout=1.0)
+
+    def _loop(self) -> None:
+        run = self._run
+        url = control_url(run.client.url, run.id)
+        attempt = 0
+        while not self._stopped.is_set():
+            over = False
+            try:
+                over = self._listen(url)
+            except InvalidStatus as exc:
+                over = control_refused(run.id, exc.response.status_code)
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                log = logger.warning if attempt == 0 else logger.debug
+                log("run %s: control socket unavailable, will retry: %s", run.id, exc)
+            was_ready, run._control_ready = run._control_ready, False
+            if over:
+                return
+            attempt = 0 if was_ready else attempt + 1
+            delay = retry_delay(max(run.client.backoff, MIN_CONTROL_BACKOFF), min(attempt, 8))
+            if self._stopped.wait(delay):
+                return
+
+    def _listen(self, url: str) -> bool:
+        """One connection, until it closes; True when the run is over for the socket."""
+        with connect(
+            url,
+            additional_headers=control_headers(self._run.token),
+            user_agent_header=USER_AGENT,
+            open_timeout=self._run.client.timeout,
+            close_timeout=CONTROL_CLOSE_SECONDS,
+        ) as socket:
+            with self._lock:
+                if self._stopped.is_set():
+                    return True
+                self._socket = socket
+            try:
+                while True:
+                    try:
+                        raw = socket.recv()
+                    except ConnectionClosed as closed:
+                        if self._stopped.is_set():
+                            return True
+                        code = closed.rcvd.code if closed.rcvd is not None else None
+                        return self._run._on_control_closed(code)
+                    if self._run._on_control(raw):
+                        return True
+            finally:
+                with self._lock:
+                    self._socket = None
 
 
 class _Heartbeat:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .models import Approval, Decision
+    from .models import Approval, Decision, Kill
 
 
 class TetherError(Exception):
@@ -151,6 +151,27 @@ class RunEnded(Denied):
         self.state = state
         suffix = f" (state: {state})" if state else ""
         super().__init__(decision, f"the run is no longer running{suffix}")
+
+
+class RunKilled(RunEnded):
+    """A kill switch stopped the run: abort the work, do not retry it.
+
+    Raised by the check that Tether denied with reason ``run_killed`` (or refused with a 401
+    of code ``run_killed``), by every check of the run after that or after a kill pushed over
+    the control socket, without asking again, and by ``run.raise_if_killed()``. An async
+    run's block is cancelled by the push and ends with this instead of ``CancelledError``.
+    ``kill`` says which switch, who and why, as far as the client learned it.
+    """
+
+    def __init__(self, decision: Decision, kill: Kill) -> None:
+        self.kill = kill
+        self.state = "killed"
+        who = f" by {kill.engaged_by}" if kill.engaged_by else ""
+        Denied.__init__(self, decision, f"a kill switch stopped the run{who}: {kill.reason}")
+
+    @property
+    def kill_reason(self) -> str:
+        return self.kill.reason
 
 
 class RunTokenRejected(RunEnded, Unauthorized):

@@ -56,6 +56,7 @@ def governed_tool(
                 arguments = _arguments(bound)
                 decision = await run._check_tool_async(name, arguments, action, wait_for_approval)
                 call_args, call_kwargs = _call(signature, bound, arguments, decision.arguments)
+                run.raise_if_killed()  # killed while the answer was on its way: do not start
                 return await func(*call_args, **call_kwargs)
 
             return cast(Callable[P, R], governed_async)
@@ -67,6 +68,7 @@ def governed_tool(
             arguments = _arguments(bound)
             decision = run._check_tool_sync(name, arguments, action, wait_for_approval)
             call_args, call_kwargs = _call(signature, bound, arguments, decision.arguments)
+            run.raise_if_killed()  # killed while the answer was on its way: do not start
             return func(*call_args, **call_kwargs)
 
         return governed

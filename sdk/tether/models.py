@@ -175,6 +175,45 @@ class Approval:
 
 
 @dataclass(frozen=True)
+class Kill:
+    """The kill switch that stopped a run, as far as the client learned it.
+
+    Pushed over the run's control socket, it names the switch, its scope and target, who
+    engaged it (a person's username, or ``tether (...)`` for an automatic trigger) and why.
+    Learned from a refused step instead, only ``reason`` is known (Tether's explanation).
+    """
+
+    reason: str
+    kill_switch: int | None = None
+    scope: str = ""
+    target: str = ""
+    engaged_by: str = ""
+    automatic: bool = False
+    engaged_at: datetime | None = None
+
+    @classmethod
+    def from_json(cls, data: Any) -> Kill:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("a kill should be a JSON object")
+        kill_switch = data.get("kill_switch")
+        engaged_at = None
+        if isinstance(data.get("engaged_at"), str):
+            try:
+                engaged_at = datetime.fromisoformat(data["engaged_at"])
+            except ValueError:
+                engaged_at = None  # informational only: never a reason to miss the kill
+        return cls(
+            reason=str(data.get("reason") or "A kill switch stopped this run."),
+            kill_switch=_count(kill_switch, 0) or None,
+            scope=str(data.get("scope") or ""),
+            target=str(data.get("target") or ""),
+            engaged_by=str(data.get("engaged_by") or ""),
+            automatic=bool(data.get("automatic")),
+            engaged_at=engaged_at,
+        )
+
+
+@dataclass(frozen=True)
 class Envelope:
     """What the run may do at most, from the agent's grants when the run started.
 
