@@ -89,10 +89,14 @@ class DeliveryError(Exception):
     """Sending failed. ``retryable``: the network or the receiver may do better later (a
     timeout, a refused connection, a 5xx, 429); otherwise trying again will not help."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, body: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retryable = retryable
+        self.status = status  # the receiver's HTTP status, when it answered
+        self.body = body  # the start of its answer (see ``post_json``'s ``keep``)
 
 
 class RetryableDeliveryError(DeliveryError):
@@ -355,7 +359,7 @@ def channel_send_test(*, channel: NotificationChannel, actor: User) -> None:
             raise DeliveryError(
                 "Your account has no email address to send the test to.", retryable=False
             )
-        _send_email([actor.email], notice, separately=False)
+        send_email([actor.email], notice, separately=False)
         return
     _send(channel, notice, None)
 
@@ -372,21 +376,19 @@ def _send(
                     "No approver in scope has an email address: add one to their accounts.",
                     retryable=False,
                 )
-            _send_email([person.email for person in people], notice, separately=True)
+            send_email([person.email for person in people], notice, separately=True)
         else:
-            _send_email(email_addresses(channel.target), notice, separately=False)
+            send_email(email_addresses(channel.target), notice, separately=False)
     elif channel.kind == ChannelKind.SLACK:
-        _post(channel.target, json_bytes(slack_payload(notice)), {})
+        post_json(channel.target, json_bytes(slack_payload(notice)), {})
     elif channel.kind == ChannelKind.WEBHOOK:
         body = json_bytes(webhook_payload(notice))
-        timestamp = str(int(time.time()))
-        headers = {
-            "X-Tether-Event": notice.event,
-            "X-Tether-Delivery": str(delivery.pk) if delivery is not None else "test",
-            "X-Tether-Timestamp": timestamp,
-            "X-Tether-Signature": signature(channel.secret, timestamp, body),
-        }
-        _post(channel.target, body, headers)
+        delivered = str(delivery.pk) if delivery is not None else "test"
+        post_json(
+            channel.target,
+            body,
+            signed_headers(channel.secret, body, event=notice.event, delivery=delivered),
+        )
     else:
         raise DeliveryError(f"Unknown channel kind {channel.kind!r}.", retryable=False)
 
@@ -401,17 +403,36 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
+def signed_headers(secret: str, body: bytes, *, event: str, delivery: str) -> dict[str, str]:
+    """The headers of a signed webhook (also the kill switch's): what it is, which delivery
+    (the same on every retry), when it was signed, and the signature over both."""
+    timestamp = str(int(time.time()))
+    return {
+        "X-Tether-Event": event,
+        "X-Tether-Delivery": delivery,
+        "X-Tether-Timestamp": timestamp,
+        "X-Tether-Signature": signature(secret, timestamp, body),
+    }
+
+
 def json_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _send_email(addresses: list[str], notice: Notice, *, separately: bool) -> None:
-    """One message to every address of a channel (a team list), or one to each approver."""
+def send_email(
+    addresses: list[str],
+    notice: Notice,
+    *,
+    separately: bool,
+    template: str = "approvals/notifications/email",
+) -> None:
+    """One message to every address of a channel (a team list), or one to each approver.
+    ``template`` names the ``.txt`` and ``.html`` pair the message is rendered from."""
     if not addresses:
         raise DeliveryError("The channel has no email address.", retryable=False)
     subject = bounded(f"[Tether] {notice.headline}", 200)
-    text = render_to_string("approvals/notifications/email.txt", {"notice": notice})
-    html = render_to_string("approvals/notifications/email.html", {"notice": notice})
+    text = render_to_string(f"{template}.txt", {"notice": notice})
+    html = render_to_string(f"{template}.html", {"notice": notice})
     groups = [[address] for address in addresses] if separately else [addresses]
     try:
         with get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 30) as mail:
@@ -430,15 +451,19 @@ def _send_email(addresses: list[str], notice: Notice, *, separately: bool) -> No
         raise DeliveryError(f"Email could not be sent: {exc}", retryable=True) from exc
 
 
-def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
-    """POST JSON to an http(s) URL; a 2xx is success. Redirects are not followed (a moved
-    receiver is a configuration change, not something to chase)."""
+def post_json(
+    url: str, body: bytes, headers: dict[str, str], *, timeout: float | None = None, keep: int = 0
+) -> tuple[int, str]:
+    """POST JSON to an http(s) URL; a 2xx is success: its status and the first ``keep``
+    characters of its answer come back. Anything else raises :class:`DeliveryError` (with the
+    status and the start of the answer when there was one). Redirects are not followed (a
+    moved receiver is a configuration change, not something to chase)."""
     import httpx
 
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise DeliveryError("Only http:// and https:// webhook URLs are sent to.", retryable=False)
-    timeout = settings.APPROVAL_WEBHOOK_TIMEOUT_SECONDS
+    timeout = timeout or settings.APPROVAL_WEBHOOK_TIMEOUT_SECONDS
     host = parts.hostname
     all_headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
     try:
@@ -447,31 +472,34 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
         ) as response:
             status = response.status_code
             if 200 <= status < 300:
-                return
-            snippet = _snippet(response)
+                return status, _snippet(response, keep) if keep else ""
+            answer = _snippet(response, max(keep, RESPONSE_SNIPPET_MAX))
     except httpx.TimeoutException as exc:
         raise DeliveryError(f"{host} did not answer within {timeout} s.", retryable=True) from exc
     except httpx.HTTPError as exc:
         raise DeliveryError(f"Could not reach {host}: {exc}", retryable=True) from exc
     retryable = status >= 500 or status in RETRYABLE_STATUSES
     hint = " (redirects are not followed: use the final URL)" if 300 <= status < 400 else ""
+    snippet = bounded(answer[:RESPONSE_SNIPPET_MAX], RESPONSE_SNIPPET_MAX)
     raise DeliveryError(
         f"HTTP {status} from {host}{hint}" + (f": {snippet}" if snippet else ""),
         retryable=retryable,
+        status=status,
+        body=answer[:keep],
     )
 
 
-def _snippet(response: Any) -> str:
-    """The start of a failed response's body, for the error column (never all of it)."""
+def _snippet(response: Any, limit: int) -> str:
+    """The start of a response's body (never all of it)."""
     read = b""
     try:
         for chunk in response.iter_bytes():
             read += chunk
-            if len(read) >= RESPONSE_SNIPPET_MAX:
+            if len(read) >= limit:
                 break
-    except Exception:  # the body is a courtesy; the status already says it failed
+    except Exception:  # the body is a courtesy; the status already says how it went
         return ""
-    return bounded(read[:RESPONSE_SNIPPET_MAX].decode("utf-8", "replace"), RESPONSE_SNIPPET_MAX)
+    return read[:limit].decode("utf-8", "replace")[:limit]
 
 
 # --- the message ---------------------------------------------------------------------------------
@@ -612,13 +640,13 @@ def _mrkdwn(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(notice: Notice) -> dict[str, Any]:
+def slack_payload(notice: Notice, *, link_text: str = "Open the request") -> dict[str, Any]:
     """A Slack incoming-webhook message: ``text`` (the notification and fallback) and blocks:
     a section with the facts in mrkdwn and a link button, the link also in the text so
     Slack-compatible receivers without blocks still show it."""
     lines = [f"*{_mrkdwn(notice.headline)}*"]
     lines += [f"*{_mrkdwn(label)}:* {_mrkdwn(value)}" for label, value in notice.facts]
-    lines.append(f"<{notice.url}|Open the request in Tether>")
+    lines.append(f"<{notice.url}|{link_text} in Tether>")
     body = "\n".join(lines)
     if len(body) > SLACK_TEXT_MAX:
         body = body[: SLACK_TEXT_MAX - len(notice.url) - 40] + f"…\n<{notice.url}|Open in Tether>"
@@ -631,7 +659,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
                 "elements": [
                     {
                         "type": "button",
-                        "text": {"type": "plain_text", "text": "Open the request"},
+                        "text": {"type": "plain_text", "text": link_text},
                         "url": notice.url,
                         "style": "primary",
                     }

@@ -45,7 +45,7 @@ DELIVERY_BACKOFF_MAX_SECONDS = 15 * 60
 
 
 @contextmanager
-def _request_id(request_id: str) -> Iterator[None]:
+def carry_request_id(request_id: str) -> Iterator[None]:
     """Carry the id of the request that queued the task, so logs and audit line up."""
     before = get_request_id()
     set_request_id(request_id or new_request_id())
@@ -66,7 +66,7 @@ def _request_id(request_id: str) -> Iterator[None]:
 )
 def notify(approval_id: str, event: str, request_id: str = "") -> list[int]:
     """Make the deliveries of one event of one request, and queue each one not yet sent."""
-    with _request_id(request_id):
+    with carry_request_id(request_id):
         delivery_ids = notifications.notifications_plan(approval_id=approval_id, event=event)
         request_id = get_request_id()
         for delivery_id in delivery_ids:
@@ -93,7 +93,7 @@ def notify(approval_id: str, event: str, request_id: str = "") -> list[int]:
 def deliver(self: Task, delivery_id: int, request_id: str = "") -> bool:
     """Send one delivery. A retryable failure (network, 5xx, 429) is retried with backoff;
     after the last retry the delivery is marked gave_up, its last error kept."""
-    with _request_id(request_id):
+    with carry_request_id(request_id):
         try:
             return notifications.delivery_send(delivery_id=delivery_id)
         except notifications.RetryableDeliveryError:

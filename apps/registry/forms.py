@@ -37,7 +37,15 @@ from .constants import (
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, can_create_agent
-from .validators import BLAST_RADIUS_KEYS, RESERVED_SLUGS, validate_blast_radius
+from .validators import (
+    BLAST_RADIUS_KEYS,
+    RESERVED_SLUGS,
+    WEBHOOK_SECRET_MAX,
+    WEBHOOK_SECRET_MIN,
+    validate_blast_radius,
+    validate_webhook_secret,
+    validate_webhook_url,
+)
 
 JSON_MAX_DEPTH = 32
 # PostgreSQL integers stop at 2**31 - 1; anything near that is a typo, not a rate limit.
@@ -290,7 +298,8 @@ class RegistryEntryForm(forms.Form):
 AGENT_DATA_FIELDS = (
     "name", "slug", "mission", "owner", "department", "team", "business_process",
     "model_family", "default_model", "providers", "autonomy_level", "environments", "status",
-    "failure_posture", "shutdown_action", "shutdown_contact", "shutdown_notes",
+    "failure_posture", "shutdown_action", "shutdown_webhook", "shutdown_webhook_secret",
+    "shutdown_contact", "shutdown_notes",
     "rollback_action", "rollback_contact", "rollback_notes", "tags", "instructions",
     "knowledge_base_version", "parameters",
 )  # fmt: skip
@@ -364,6 +373,19 @@ class AgentForm(RegistryEntryForm):
         widget=forms.Textarea(attrs={"rows": 2}),
         help_text="What puts the work in a safe state when the agent is stopped.",
     )  # fmt: skip
+    shutdown_webhook = forms.CharField(
+        max_length=500, required=False, label="Safe-state webhook",
+        validators=[validate_webhook_url],
+        help_text="When a kill switch stops the agent, Tether POSTs a signed JSON message here "
+        "and records the answer, e.g. https://agents.example.com/claims/safe-state.",
+    )  # fmt: skip
+    shutdown_webhook_secret = forms.CharField(
+        max_length=WEBHOOK_SECRET_MAX, required=False, label="Webhook signing secret",
+        validators=[validate_webhook_secret],
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}, render_value=False),
+        help_text=f"At least {WEBHOOK_SECRET_MIN} characters; the receiver checks each call's "
+        "HMAC-SHA256 signature with it. Never shown again.",
+    )  # fmt: skip
     shutdown_contact = forms.CharField(max_length=200, required=False, label="Contact")
     shutdown_notes = forms.CharField(
         max_length=2000, required=False, label="Notes", widget=forms.Textarea(attrs={"rows": 2})
@@ -418,6 +440,9 @@ class AgentForm(RegistryEntryForm):
             ).select_related("department")
         else:
             del self.fields["change_summary"]
+        if agent is not None and agent.shutdown_webhook_secret:
+            secret = self.fields["shutdown_webhook_secret"]
+            secret.help_text = "A secret is set. Leave this empty to keep it, or enter a new one."
         _model_choice(self, "department").queryset = departments.order_by("name")
         _model_choice(self, "team").queryset = teams.order_by("department__name", "name")
 
@@ -437,6 +462,7 @@ class AgentForm(RegistryEntryForm):
             "environments": list(agent.environments),
             "failure_posture": agent.failure_posture,
             "shutdown_action": agent.shutdown_action,
+            "shutdown_webhook": agent.shutdown_webhook,
             "shutdown_contact": agent.shutdown_contact,
             "shutdown_notes": agent.shutdown_notes,
             "rollback_action": agent.rollback_action,
@@ -447,6 +473,12 @@ class AgentForm(RegistryEntryForm):
             "knowledge_base_version": agent.knowledge_base_version,
             "parameters": dict(agent.parameters),
         }
+
+    def service_data(self) -> dict[str, Any]:
+        data = super().service_data()
+        if not data.get("shutdown_webhook_secret"):  # write-only: empty keeps the current one
+            data.pop("shutdown_webhook_secret", None)
+        return data
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

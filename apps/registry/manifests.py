@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 from django.db import transaction
 from django.db.models import Model
 
@@ -50,6 +51,7 @@ from .constants import (
 )
 from .models import Agent, DataClass, MemoryStore, Tool, ToolGrant
 from .snapshots import agent_spec, memory_store_spec, tool_spec
+from .validators import validate_webhook_secret, validate_webhook_url
 
 API_VERSION = "tether/v1"
 KIND_TOOL = "Tool"
@@ -355,6 +357,9 @@ def _load(sources: Sequence[tuple[str, str]], problems: _Problems) -> list[_Docu
 REQUIRED = object()
 
 _PATH_BLOCK = {"action": ("text", ""), "contact": ("text", ""), "notes": ("text", "")}
+# The shutdown path also names the safe-state webhook the kill switch calls. Its signing secret
+# is write-only: never exported, and left out it keeps the agent's current one.
+_SHUTDOWN_BLOCK = {**_PATH_BLOCK, "webhook": ("text", ""), "webhook_secret": ("text", _KEEP)}
 _GRANT = {
     "tool": ("text", REQUIRED),
     "actions": ("text_list", REQUIRED),
@@ -377,7 +382,7 @@ AGENT_SPEC: dict[str, tuple[str, Any]] = {
     "default_model": ("text", ""),
     "providers": ("text_list", []),
     "failure_posture": ("text", FailurePosture.CLOSED.value),
-    "shutdown": ("path_block", None),
+    "shutdown": ("shutdown_block", None),
     "rollback": ("path_block", None),
     "tags": ("text_list", []),
     "knowledge_base_version": ("text", ""),
@@ -723,6 +728,15 @@ class _Reader:
                 fail(f"Expected a date and time such as 2026-06-30T00:00:00Z, got {value!r}.")
         elif type_ == "path_block":
             return self._block(entry, path, value, _PATH_BLOCK)
+        elif type_ == "shutdown_block":
+            block = self._block(entry, path, value, _SHUTDOWN_BLOCK)
+            if block is not None:
+                secret = block.pop("webhook_secret")  # _KEEP when left out, None when not text
+                if isinstance(secret, str):
+                    entry.refs["shutdown_webhook_secret"] = secret
+                if not block["webhook"]:  # as the snapshot has it: only when set
+                    del block["webhook"]
+            return block
         elif type_ == "grants":
             return self._list_of(entry, path, value, _GRANT, "tool")
         elif type_ == "bindings":
@@ -792,7 +806,7 @@ class _Reader:
 
 
 def _default(type_: str, default: Any) -> Any:
-    if type_ == "path_block":
+    if type_ in ("path_block", "shutdown_block"):
         return {key: value for key, (_, value) in _PATH_BLOCK.items()}
     return default if default is _KEEP else _copy(default)
 
@@ -848,10 +862,17 @@ def _model_values(entry: ManifestEntry) -> dict[str, tuple[Any, str]]:
     if entry.kind == KIND_AGENT:
         for model_field, path in _AGENT_MODEL_FIELDS.items():
             values[model_field] = (spec.get(model_field), path)
-        for block in ("shutdown", "rollback"):
-            for part in ("action", "contact", "notes"):
+        for block, parts in (("shutdown", _SHUTDOWN_BLOCK), ("rollback", _PATH_BLOCK)):
+            for part in parts:
                 value = (spec.get(block) or {}).get(part, "")
                 values[f"{block}_{part}"] = (value, f"spec.{block}.{part}")
+        if "shutdown_webhook_secret" in entry.refs:
+            values["shutdown_webhook_secret"] = (
+                entry.refs["shutdown_webhook_secret"],
+                "spec.shutdown.webhook_secret",
+            )
+        else:
+            del values["shutdown_webhook_secret"]  # kept as it is
     else:
         mapping = _TOOL_MODEL_FIELDS if entry.kind == KIND_TOOL else _STORE_MODEL_FIELDS
         for model_field, path in mapping.items():
@@ -877,6 +898,40 @@ def _check_model_fields(entry: ManifestEntry, reader: _Reader) -> None:
             path = values[name][1] if name in values else f"spec.{name}"
             for message in messages:
                 reader.problem(entry.doc, entry.kind, entry.slug, path, message)
+
+
+def _check_shutdown_webhook(entry: ManifestEntry, reader: _Reader) -> None:
+    """What the service checks of the safe-state webhook, reported with its path: an http(s)
+    URL, and a signing secret given here or already set on the agent."""
+
+    def fail(path: str, message: str) -> None:
+        reader.problem(entry.doc, entry.kind, entry.slug, path, message)
+
+    url = (entry.spec.get("shutdown") or {}).get("webhook")
+    secret = entry.refs.get("shutdown_webhook_secret")  # None: left out, the current one kept
+    if isinstance(secret, str) and secret:
+        try:
+            validate_webhook_secret(secret)
+        except ValidationError as exc:
+            fail("spec.shutdown.webhook_secret", exc.messages[0])
+    if not isinstance(url, str) or not url:
+        return
+    try:
+        URLValidator()(url)  # the model's own check, reported already if it fails
+    except ValidationError:
+        pass
+    else:
+        try:
+            validate_webhook_url(url)  # and http(s) only
+        except ValidationError as exc:
+            fail("spec.shutdown.webhook", exc.messages[0])
+    kept = Agent.objects.filter(slug=entry.slug).exclude(shutdown_webhook_secret="")
+    if secret == "" or (secret is None and not kept.exists()):
+        fail(
+            "spec.shutdown.webhook_secret",
+            "Set a signing secret for the safe-state webhook: give webhook_secret here, or set "
+            "it on the agent's page first (left out, the current one is kept).",
+        )
 
 
 def _check_grant_fields(entry: ManifestEntry, grant: dict[str, Any], reader: _Reader) -> None:
@@ -1112,7 +1167,16 @@ def _plan(entry: ManifestEntry, actor: User) -> tuple[PlannedChange, Model | Non
     if instance is None or current is None:
         return PlannedChange(entry.kind, entry.slug, CREATE, []), None
     desired = _desired(entry, current, actor)
-    changed = [key for key in desired if desired[key] != current.get(key)]
+    # A new webhook secret changes the shutdown block, though neither plan nor export shows it.
+    new_secret = isinstance(instance, Agent) and entry.refs.get("shutdown_webhook_secret") not in (
+        None,
+        instance.shutdown_webhook_secret,
+    )
+    changed = [
+        key
+        for key in desired
+        if desired[key] != current.get(key) or (key == "shutdown" and new_secret)
+    ]
     if entry.name != getattr(instance, "name", entry.name):
         changed.insert(0, "name")
     return PlannedChange(
@@ -1274,6 +1338,8 @@ def _read_all(
                 )  # fmt: skip
             continue
         _check_model_fields(entry, reader)
+        if entry.kind == KIND_AGENT:
+            _check_shutdown_webhook(entry, reader)
         _check_references(entry, catalogue, reader)
         _check_visibility(entry, actor, reader)
     return entries

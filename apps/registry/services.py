@@ -10,14 +10,16 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Model
+from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.accounts.permissions import scope_of
 from apps.audit.services import Actor, audit_record
 from apps.common import generation
 from apps.common.errors import ApplicationError, Conflict, NotPermitted
+from apps.common.tokens import token_digest
 
-from .constants import MemoryAccess, MemoryClass
+from .constants import AgentStatus, MemoryAccess, MemoryClass
 from .models import (
     CHANGE,
     Agent,
@@ -38,6 +40,7 @@ from .snapshots import (
     sha256_text,
     tool_spec,
 )
+from .validators import validate_webhook_secret, validate_webhook_url
 
 # The compiled Cedar set (apps/policy) is derived from the registry; it rebuilds on this bump.
 POLICY_GENERATION = "policy"
@@ -58,6 +61,8 @@ AGENT_FIELDS = (
     "status",
     "failure_posture",
     "shutdown_action",
+    "shutdown_webhook",
+    "shutdown_webhook_secret",
     "shutdown_contact",
     "shutdown_notes",
     "rollback_action",
@@ -104,8 +109,12 @@ def _record_change(**event: Any) -> None:
 
 
 def _agent_state(agent: Agent) -> dict[str, Any]:
-    """What the audit trail records of an agent: its manifest spec plus its display name."""
-    return {"name": agent.name, **agent_spec(agent)}
+    """What the audit trail records of an agent: its manifest spec plus its display name, and
+    of its safe-state webhook secret a keyed fingerprint only, so replacing it is audited."""
+    state = {"name": agent.name, **agent_spec(agent)}
+    if agent.shutdown_webhook_secret:
+        state["shutdown_webhook_secret"] = token_digest(agent.shutdown_webhook_secret)[:12]
+    return state
 
 
 def _assign(instance: Model, data: Mapping[str, Any], allowed: Iterable[str]) -> None:
@@ -181,8 +190,33 @@ def _check_team(agent: Agent) -> None:
         )
 
 
+def _check_shutdown_webhook(agent: Agent) -> None:
+    """A safe-state webhook is an http(s) URL, and always signed: the receiver must be able to
+    tell that the kill switch really called it."""
+    errors: dict[str, list[str]] = {}
+    for name, validate in (
+        ("shutdown_webhook", validate_webhook_url),
+        ("shutdown_webhook_secret", validate_webhook_secret),
+    ):
+        value = getattr(agent, name)
+        try:
+            if value:
+                validate(value)
+        except ValidationError as exc:
+            errors[name] = list(exc.messages)
+    if agent.shutdown_webhook and not agent.shutdown_webhook_secret and not errors:
+        errors["shutdown_webhook_secret"] = [
+            "Set a signing secret for the safe-state webhook: its receiver checks each call "
+            "with it."
+        ]
+    if errors:
+        field, messages = next(iter(errors.items()))
+        raise ApplicationError(f"{field}: {messages[0]}", details=errors)
+
+
 def _check_agent_rules(agent: Agent) -> None:
     _check_team(agent)
+    _check_shutdown_webhook(agent)
     if agent.pk:
         stranded = [
             f"{g.tool.slug} ({env})"
@@ -289,6 +323,32 @@ def agent_update(*, actor: User, agent: Agent, data: Mapping[str, Any], summary:
         )
         record_version(agent=agent, actor=audit, summary=summary or "Edited")
     return agent
+
+
+@transaction.atomic
+def agent_suspend(*, actor: Actor, agent: Agent, reason: str) -> bool:
+    """Suspend an active agent on Tether's own authority (an automatic kill trigger), audited
+    like an edit: every next step of its runs is refused until a person makes it active again.
+    False, and nothing written, when it was not active (already suspended, say)."""
+    before = _agent_state(agent)
+    # Conditional: two triggers firing at once suspend it once.
+    if not Agent.objects.filter(pk=agent.pk, status=AgentStatus.ACTIVE).update(
+        status=AgentStatus.SUSPENDED, updated_at=timezone.now()
+    ):
+        return False
+    agent.refresh_from_db()
+    _record_change(
+        actor=actor,
+        action="registry.agent.updated",
+        target_type="agent",
+        target_id=agent.pk,
+        target_repr=agent.slug,
+        before={**before, "status": AgentStatus.ACTIVE},
+        after=_agent_state(agent),
+        message=reason,
+    )
+    record_version(agent=agent, actor=actor, summary="Suspended automatically")
+    return True
 
 
 def _validate_grant(agent: Agent, grant: ToolGrant) -> None:
@@ -458,6 +518,7 @@ def agent_apply(
         _assign(agent, data, AGENT_FIELDS)
     _full_clean(agent, exclude=["slug"] if before is not None else None)
     _check_team(agent)  # grants are replaced below, so only the team needs checking here
+    _check_shutdown_webhook(agent)
     _save_new(agent) if before is None else agent.save()
 
     wanted_tools = {g["tool"].pk for g in grants}

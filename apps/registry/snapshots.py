@@ -45,6 +45,19 @@ def memory_specs(agent: Agent) -> list[dict[str, Any]]:
     ]
 
 
+def shutdown_spec(agent: Agent) -> dict[str, Any]:
+    """The shutdown path. ``webhook`` only when one is set (exports of agents without one stay
+    as they were); its signing secret never: it is write-only."""
+    spec = {
+        "action": agent.shutdown_action,
+        "contact": agent.shutdown_contact,
+        "notes": agent.shutdown_notes,
+    }
+    if agent.shutdown_webhook:
+        spec["webhook"] = agent.shutdown_webhook
+    return spec
+
+
 def agent_spec(agent: Agent) -> dict[str, Any]:
     """The agent as its manifest states it (key order is the manifest's order)."""
     return {
@@ -60,11 +73,7 @@ def agent_spec(agent: Agent) -> dict[str, Any]:
         "default_model": agent.default_model,
         "providers": list(agent.providers),
         "failure_posture": agent.failure_posture,
-        "shutdown": {
-            "action": agent.shutdown_action,
-            "contact": agent.shutdown_contact,
-            "notes": agent.shutdown_notes,
-        },
+        "shutdown": shutdown_spec(agent),
         "rollback": {
             "action": agent.rollback_action,
             "contact": agent.rollback_contact,

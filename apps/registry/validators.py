@@ -147,3 +147,29 @@ def validate_blast_radius(value: Any) -> None:
                 raise ValidationError("currency: a JSON pointer or a code such as EUR.")
         elif not pointer.startswith("/"):
             raise ValidationError(f"{key}: a JSON pointer starts with /, e.g. /amount.")
+
+
+# The agent's safe-state webhook is signed with its own secret (HMAC-SHA256), like the
+# approvals' generic webhooks; the same bounds apply to it.
+WEBHOOK_SECRET_MIN = 16
+WEBHOOK_SECRET_MAX = 200
+
+
+def validate_webhook_url(value: str) -> None:
+    """A full http:// or https:// URL (the model's URLField would also take ftp)."""
+    from django.core.validators import URLValidator
+
+    try:
+        URLValidator(schemes=["http", "https"])(value)
+    except ValidationError:
+        raise ValidationError(
+            "Enter a full http:// or https:// URL, such as https://agents.example.com/safe-state."
+        ) from None
+
+
+def validate_webhook_secret(value: str) -> None:
+    if not WEBHOOK_SECRET_MIN <= len(value) <= WEBHOOK_SECRET_MAX:
+        raise ValidationError(
+            f"Use {WEBHOOK_SECRET_MIN} to {WEBHOOK_SECRET_MAX} characters, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'."
+        )

@@ -36,8 +36,8 @@ from ..constants import (
     RiskClass,
 )
 from ..models import DataClass
-from ..snapshots import blast_radius_spec
-from ..validators import BLAST_RADIUS_KEYS
+from ..snapshots import blast_radius_spec, shutdown_spec
+from ..validators import BLAST_RADIUS_KEYS, WEBHOOK_SECRET_MAX, validate_webhook_url
 
 TEXT_MAX = 2000
 ACTION_MAX = 40
@@ -155,6 +155,21 @@ class PathOutputSerializer(serializers.Serializer):
         ref_name = "AgentPath"
 
 
+class ShutdownOutputSerializer(PathOutputSerializer):
+    """The shutdown path as the manifest states it: ``webhook`` only when one is set, and
+    never its signing secret."""
+
+    webhook = serializers.URLField(
+        required=False, help_text="The safe-state webhook the kill switch calls, if set."
+    )
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return shutdown_spec(instance)
+
+    class Meta:
+        ref_name = "AgentShutdownPath"
+
+
 class AgentOutputSerializer(serializers.Serializer):
     """An agent: its manifest spec plus name, slug, url, timestamps and current version."""
 
@@ -173,7 +188,7 @@ class AgentOutputSerializer(serializers.Serializer):
     default_model = serializers.CharField()
     providers = serializers.ListField(child=serializers.CharField())
     failure_posture = serializers.ChoiceField(choices=FailurePosture.choices)
-    shutdown = PathOutputSerializer(prefix="shutdown")
+    shutdown = ShutdownOutputSerializer(prefix="shutdown")
     rollback = PathOutputSerializer(prefix="rollback")
     tags = serializers.ListField(child=serializers.CharField())
     knowledge_base_version = serializers.CharField()
@@ -229,6 +244,20 @@ class PathInputSerializer(StrictSerializer):
         ref_name = "AgentPathInput"
 
 
+class ShutdownInputSerializer(PathInputSerializer):
+    webhook = StrictCharField(
+        max_length=500, required=False, allow_blank=True, validators=[validate_webhook_url],
+        help_text="An http(s) URL the kill switch POSTs to, signed; empty to remove it.",
+    )  # fmt: skip
+    webhook_secret = StrictCharField(
+        max_length=WEBHOOK_SECRET_MAX, required=False, allow_blank=True, write_only=True,
+        help_text="Signs each call (HMAC-SHA256). Write-only; left out, the current one is kept.",
+    )  # fmt: skip
+
+    class Meta:
+        ref_name = "AgentShutdownPathInput"
+
+
 def environments_field(**options: Any) -> serializers.ListField:
     return serializers.ListField(
         child=serializers.ChoiceField(choices=Environment.choices),
@@ -266,7 +295,7 @@ class AgentInputSerializer(StrictSerializer):
         child=StrictCharField(max_length=60), max_length=10, required=False
     )
     failure_posture = serializers.ChoiceField(choices=FailurePosture.choices, required=False)
-    shutdown = PathInputSerializer(required=False)
+    shutdown = ShutdownInputSerializer(required=False)
     rollback = PathInputSerializer(required=False)
     tags = serializers.ListField(
         child=StrictCharField(max_length=TAG_MAX), max_length=TAGS_MAX_COUNT, required=False
