@@ -164,6 +164,8 @@ CELERY_BEAT_SCHEDULE = {
     "expire-approvals": {"task": "approvals.expire", "schedule": 15.0},
     "escalate-approvals": {"task": "approvals.escalate", "schedule": 30.0},
     "verify-audit-chain": {"task": "audit.verify_chain", "schedule": 6 * 3600.0},
+    # A tick not started within its interval is dropped: the next one reads the same window.
+    "kill-triggers": {"task": "killswitch.triggers", "schedule": 10.0, "options": {"expires": 10}},
 }
 
 # --- Auth ------------------------------------------------------------------------------------
