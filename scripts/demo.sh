@@ -27,6 +27,7 @@ echo "==> Migrating and loading the demo organisation"
 .venv/bin/python manage.py load_demo
 .venv/bin/python manage.py load_demo_runs
 .venv/bin/python manage.py load_demo_approvals
+.venv/bin/python manage.py load_demo_kills
 
 cat <<MSG
 

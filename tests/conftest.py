@@ -31,6 +31,14 @@ def plain_static_storage(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_frozen_memory_from_earlier_tests() -> None:
+    """The frozen-stores table is per process; a rolled-back test's switch must not linger."""
+    from apps.killswitch.freeze import forget_freeze
+
+    forget_freeze()
+
+
+@pytest.fixture(autouse=True)
 def default_data_classes(request: pytest.FixtureRequest) -> None:
     """The data classes a migration creates. Transactional tests flush the database when they
     end, so put them back for every test that uses the database, whatever ran before it."""

@@ -43,3 +43,11 @@ class TriggerResponse(models.TextChoices):
     KILL_RUN = "kill_run", "Kill the run"
     KILL_AGENT = "kill_agent", "Kill the agent (all its runs)"
     SUSPEND_AGENT = "suspend_agent", "Suspend the agent"
+
+
+# Frozen memory stores are cached per process; engaging or releasing a switch bumps this
+# generation, which every process reads from Redis at most this often.
+FREEZE_GENERATION = "kill-freeze"
+FREEZE_REFRESH_SECONDS = 0.1
+# However quiet Redis is, a process rebuilds its table at least this often.
+FREEZE_CACHE_SECONDS = 5.0

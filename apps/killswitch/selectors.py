@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet, Window
+from django.db.models.functions import RowNumber
 
 from apps.accounts.models import Department, Team
 from apps.accounts.permissions import scope_of
+from apps.audit.models import AuditEvent
 from apps.common.errors import NotFound
 from apps.registry.models import CHANGE, Agent
+from apps.runtime.models import Decision, Run
 from apps.traces.selectors import runs_for_user
 
 from .constants import KillScope
-from .models import KillSwitch
+from .models import KillSwitch, SafeStateAction
 
 
 def kills_for_user(*, user: Any) -> QuerySet[KillSwitch]:
@@ -52,3 +56,116 @@ def kill_target(*, user: Any, scope: str, key: str) -> dict[str, Any]:
         ):
             return {"department": department}
     raise NotFound(f"Nothing to stop here for {scope} {key!r}.")
+
+
+# The incident page shows each stopped run's last steps before the kill, for this many runs
+# (the rest are listed with a link to their own timeline).
+INCIDENT_RUNS_WITH_STEPS = 20
+INCIDENT_STEPS_PER_RUN = 5
+INCIDENT_RUNS_MAX = 500
+
+
+@dataclass
+class StoppedRun:
+    run: Run
+    last_steps: list[Decision]  # newest first, up to the kill
+
+
+@dataclass
+class KillIncident:
+    kill: KillSwitch
+    runs: list[StoppedRun]
+    runs_total: int
+    approvals: list[Any]  # the approval requests it cancelled
+    safe_states: list[SafeStateAction]
+    notices: list[NoticeRow]
+    events: list[AuditEvent]  # about the switch itself: engaged, safe state, released
+
+
+def kill_incident(*, kill: KillSwitch) -> KillIncident:
+    """Everything the incident page of one engagement shows, in a constant number of queries
+    (``kill`` comes from :func:`kills_for_user`)."""
+    from apps.approvals.constants import ApprovalStatus
+    from apps.approvals.models import ApprovalRequest
+
+    from .services import KILL_TARGET
+
+    runs = list(kill.runs.select_related("agent").order_by("started_at", "pk")[:INCIDENT_RUNS_MAX])
+    with_steps = [r.pk for r in runs[:INCIDENT_RUNS_WITH_STEPS]]
+    newest_first = Window(RowNumber(), partition_by=[F("run_id")], order_by=F("id").desc())
+    steps = (
+        Decision.objects.filter(run_id__in=with_steps, created_at__lte=kill.engaged_at)
+        .annotate(rank=newest_first)
+        .filter(rank__lte=INCIDENT_STEPS_PER_RUN)
+        .order_by("run_id", "-id")
+    )
+    by_run: dict[Any, list[Decision]] = {}
+    for step in steps:
+        by_run.setdefault(step.run_id, []).append(step)
+    return KillIncident(
+        kill=kill,
+        runs=[StoppedRun(r, by_run.get(r.pk, [])) for r in runs],
+        runs_total=kill.runs.count(),
+        approvals=list(
+            ApprovalRequest.objects.filter(
+                run__in=kill.runs.all(), status=ApprovalStatus.CANCELLED
+            ).select_related("tool", "agent")[:INCIDENT_RUNS_MAX]
+        ),
+        safe_states=kill_safe_states(kill=kill),
+        notices=kill_notices(kill=kill),
+        events=list(
+            AuditEvent.objects.filter(target_type=KILL_TARGET, target_id=str(kill.pk)).order_by(
+                "seq"
+            )
+        ),
+    )
+
+
+# --- notices and safe-state outcomes (apps/killswitch/notify.py) ---------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeRow:
+    """One notice as the incident page may show it: a webhook URL only shortened (a Slack
+    URL is itself a credential), an address in full."""
+
+    kind: str
+    kind_label: str
+    target: str
+    channel: str | None  # the channel's name; None for an owner's email
+    status: str
+    status_label: str
+    attempts: int
+    last_error: str
+    sent_at: Any
+
+
+def kill_notices(*, kill: KillSwitch) -> list[NoticeRow]:
+    """Who was told of ``kill`` (from :func:`kills_for_user`) and how sending went, in the
+    order they were planned: the owners first, then the channels."""
+    from apps.approvals.models import DeliveryStatus
+
+    from .notify import notice_target_shown
+
+    statuses = dict(DeliveryStatus.choices)
+    return [
+        NoticeRow(
+            kind=notice.kind,
+            kind_label=notice.get_kind_display(),
+            target=notice_target_shown(notice),
+            channel=notice.channel.name if notice.channel else None,
+            status=notice.status,
+            status_label=statuses.get(notice.status, notice.status),
+            attempts=notice.attempts,
+            last_error=notice.last_error,
+            sent_at=notice.sent_at,
+        )
+        for notice in kill.notices.select_related("channel").order_by("created_at", "pk")
+    ]
+
+
+def kill_safe_states(*, kill: KillSwitch) -> list[SafeStateAction]:
+    """The safe-state webhooks ``kill`` (from :func:`kills_for_user`) called, one per stopped
+    agent that declares one, with their outcome: status, attempts, the receiver's HTTP status
+    and the start of its answer, the last error."""
+    return list(kill.safe_states.select_related("agent").order_by("agent__slug", "pk"))

@@ -30,8 +30,9 @@ from apps.registry.models import CHANGE, Agent
 from apps.runtime.constants import RunState
 from apps.runtime.models import Run
 
-from .constants import KILLED_OUTCOME, REASON_MAX, KillScope
-from .models import KillSwitch
+from .constants import KILLED_OUTCOME, REASON_MAX, KillScope, MemoryReads
+from .freeze import bump_freeze, forget_freeze
+from .models import KillSwitch, KillTrigger
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,19 @@ def _clean_reason(reason: str) -> str:
             details={"reason": ["Required."]},
         )
     return reason
+
+
+def may_press(user: User, kill: KillSwitch) -> bool:
+    """Whether ``user`` may release ``kill`` (the same people who may engage it)."""
+    try:
+        _may_press(user, kill.scope, _agent_of(kill))
+    except NotPermitted:
+        return False
+    return True
+
+
+def _agent_of(kill: KillSwitch) -> Agent | None:
+    return kill.agent if kill.scope == KillScope.AGENT else (kill.run.agent if kill.run else None)
 
 
 def _may_press(actor: User | None, scope: str, agent: Agent | None) -> None:
@@ -84,13 +98,14 @@ def blast_radius(
     agent: Agent | None = None,
     team: Team | None = None,
     department: Department | None = None,
-) -> dict[str, int]:
-    """What engaging the switch would stop now: running runs (with their sub-agents' runs) and
-    the distinct agents behind them — for the confirmation a person reads before pressing."""
+) -> dict[str, Any]:
+    """What engaging the switch would stop now: running runs (with their sub-agents' runs),
+    the distinct agents behind them and the memory stores it would freeze — for the
+    confirmation a person reads before pressing."""
     probe = KillSwitch(scope=scope, run=run, agent=agent, team=team, department=department)
     ids = _with_descendants(set(runs_in_scope(probe).values_list("pk", flat=True)))
     agents = Run.objects.filter(pk__in=ids).values("agent_id").distinct().count()
-    return {"runs": len(ids), "agents": agents}
+    return {"runs": len(ids), "agents": agents, "stores": stores_to_freeze(probe)}
 
 
 def _with_descendants(run_ids: set[Any]) -> set[Any]:
@@ -117,10 +132,19 @@ def kill_engage(
     team: Team | None = None,
     department: Department | None = None,
     trigger: str = "",
+    memory_reads: str = MemoryReads.ALLOW,
+    trigger_rule: KillTrigger | None = None,
 ) -> KillSwitch:
     """Stop everything in the scope now and keep it stopped until released. ``actor`` None is
-    an automatic engagement (``trigger`` says what tripped it)."""
+    an automatic engagement (``trigger`` says what tripped it, ``trigger_rule`` the admin's rule
+    that engaged it, if one did). ``memory_reads`` says whether
+    the memory stores it freezes may still be read."""
     reason = _clean_reason(reason)
+    if memory_reads not in MemoryReads.values:
+        raise ApplicationError(
+            f"Unknown memory reads setting {memory_reads!r}.",
+            details={"memory_reads": ["Invalid."]},
+        )
     targets: dict[str, Any] = {
         KillScope.RUN: run,
         KillScope.AGENT: agent,
@@ -147,15 +171,19 @@ def kill_engage(
             reason=reason,
             automatic=actor is None,
             trigger=trigger[:100],
+            trigger_rule=trigger_rule,
             engaged_by=actor,
             engaged_by_name=actor_name,
             engaged_at=now,
+            memory_reads=memory_reads,
         )
+        kill.frozen_stores = stores_to_freeze(kill)
         killed = _kill_runs(kill, now)
         kill.runs_killed = len(killed)
         kill.runs.set(killed)
         kill.approvals_cancelled = _cancel_approvals(kill, killed, actor_name)
-        kill.save(update_fields=["runs_killed", "approvals_cancelled"])
+        kill.save(update_fields=["runs_killed", "approvals_cancelled", "frozen_stores"])
+        bump_freeze()
         _hold_traces(kill, killed, actor, actor_name)
         actor_of = Actor.user(actor) if actor is not None else Actor.system(actor_name)
         for run_id in sorted(killed, key=str):  # each run's timeline shows its own end
@@ -179,8 +207,11 @@ def kill_engage(
                 "target": kill.target_name,
                 "automatic": kill.automatic,
                 "trigger": kill.trigger,
+                "trigger_rule": trigger_rule.pk if trigger_rule is not None else None,
                 "runs_killed": sorted(str(pk) for pk in killed),
                 "approvals_cancelled": kill.approvals_cancelled,
+                "frozen_stores": kill.frozen_stores,
+                "memory_reads": kill.memory_reads,
             },
             message=reason,
         )
@@ -193,7 +224,25 @@ def kill_engage(
     from apps.runtime import services as runtime
 
     runtime.forget_runs()  # this process reads its runs afresh; the others are stopped at write
+    forget_freeze()  # and its frozen stores; the others within FREEZE_REFRESH_SECONDS
     return kill
+
+
+def stores_to_freeze(kill: KillSwitch) -> list[str]:
+    """The memory stores the switch's agents may write: no one writes them while it holds."""
+    from apps.registry.constants import MemoryAccess
+    from apps.registry.models import MemoryBinding, MemoryStore
+
+    if kill.scope == KillScope.GLOBAL:
+        return sorted(MemoryStore.objects.values_list("slug", flat=True))
+    agent_of: dict[str, dict[str, Any]] = {
+        KillScope.RUN: {"agent_id": kill.run.agent_id if kill.run else None},
+        KillScope.AGENT: {"agent_id": kill.agent_id},
+        KillScope.TEAM: {"agent__team_id": kill.team_id},
+        KillScope.DEPARTMENT: {"agent__department_id": kill.department_id},
+    }
+    bindings = MemoryBinding.objects.filter(access=MemoryAccess.READ_WRITE, **agent_of[kill.scope])
+    return sorted(set(bindings.values_list("store__slug", flat=True)))
 
 
 def _kill_runs(kill: KillSwitch, now: Any) -> set[Any]:
@@ -257,8 +306,7 @@ def _after_engaged(kill_id: int) -> None:
 def kill_release(*, actor: User, kill: KillSwitch, reason: str) -> KillSwitch:
     """End an engaged switch: runs may start in its scope again; killed runs stay killed."""
     reason = _clean_reason(reason)
-    agent = kill.agent if kill.scope == KillScope.AGENT else (kill.run.agent if kill.run else None)
-    _may_press(actor, kill.scope, agent)
+    _may_press(actor, kill.scope, _agent_of(kill))
     with transaction.atomic():
         released = KillSwitch.objects.filter(pk=kill.pk, released_at__isnull=True).update(
             released_at=timezone.now(), released_by_name=actor.get_username(),
@@ -266,6 +314,7 @@ def kill_release(*, actor: User, kill: KillSwitch, reason: str) -> KillSwitch:
         )  # fmt: skip
         if not released:
             raise Conflict("This kill switch was released already.")
+        bump_freeze()
         kill.refresh_from_db()
         audit_record(
             actor=Actor.user(actor),
@@ -276,6 +325,7 @@ def kill_release(*, actor: User, kill: KillSwitch, reason: str) -> KillSwitch:
             after={"scope": kill.scope, "target": kill.target_name},
             message=reason,
         )
+    forget_freeze()
     return kill
 
 

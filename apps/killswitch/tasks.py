@@ -1,8 +1,103 @@
-"""Celery work after a kill: the owners' notices and the agents' safe-state actions (to be
-built)."""
+"""Celery work after a kill: the owners' notices and the agents' safe-state actions
+(apps/killswitch/notify.py).
+
+The tasks take ids, never instances; the services they call claim their row with a
+conditional UPDATE, so Celery delivering one twice sends nothing twice. Retries and backoff
+are the approvals deliveries': about a quarter of an hour for a receiver to come back.
+"""
 
 from __future__ import annotations
 
+from celery import Task, shared_task
+from django.db import InterfaceError, OperationalError, transaction
+
+from apps.approvals.tasks import (
+    DELIVERY_BACKOFF_MAX_SECONDS,
+    DELIVERY_BACKOFF_SECONDS,
+    DELIVERY_MAX_RETRIES,
+    carry_request_id,
+)
+from apps.common.request_context import get_request_id
+
+from . import notify as notices
+
 
 def queue_after_kill(kill_id: int) -> None:
-    """Queue the notices and safe-state actions of a committed engagement."""
+    """Plan the notices and safe-state actions of a committed engagement and queue a task for
+    each (the safe-state calls first: they put the agents' work in a safe state). Runs in the
+    engagement's after-commit step; each task is queued once the rows are committed."""
+    request_id = get_request_id()
+    with transaction.atomic():
+        notice_ids, action_ids = notices.after_kill_plan(kill_id=kill_id)
+        for action_id in action_ids:
+
+            def queue_call(action_id: int = action_id) -> None:  # named: robust logs it
+                safe_state.delay(action_id, request_id=request_id)
+
+            transaction.on_commit(queue_call, robust=True)
+        for notice_id in notice_ids:
+
+            def queue_notice(notice_id: int = notice_id) -> None:
+                notify.delay(notice_id, request_id=request_id)
+
+            transaction.on_commit(queue_notice, robust=True)
+
+
+@shared_task(
+    bind=True,
+    name="killswitch.notify",
+    ignore_result=True,
+    autoretry_for=(notices.RetryableDeliveryError, OperationalError, InterfaceError),
+    retry_backoff=DELIVERY_BACKOFF_SECONDS,
+    retry_backoff_max=DELIVERY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=DELIVERY_MAX_RETRIES,
+    soft_time_limit=90,
+    time_limit=120,
+)
+def notify(self: Task, notice_id: int, request_id: str = "") -> bool:
+    """Send one notice (an owner's email, a channel's message). A retryable failure is
+    retried with backoff; after the last retry the notice is given up, its error kept."""
+    with carry_request_id(request_id):
+        try:
+            return notices.notice_send(notice_id=notice_id)
+        except notices.RetryableDeliveryError:
+            if self.request.retries >= (self.max_retries or 0):
+                notices.notice_give_up(notice_id=notice_id)
+                return False
+            raise
+
+
+@shared_task(
+    bind=True,
+    name="killswitch.safe_state",
+    ignore_result=True,
+    autoretry_for=(notices.RetryableDeliveryError, OperationalError, InterfaceError),
+    retry_backoff=DELIVERY_BACKOFF_SECONDS,
+    retry_backoff_max=DELIVERY_BACKOFF_MAX_SECONDS,
+    retry_jitter=True,
+    max_retries=DELIVERY_MAX_RETRIES,
+    soft_time_limit=30,
+    time_limit=60,
+)
+def safe_state(self: Task, action_id: int, request_id: str = "") -> bool:
+    """Call one agent's safe-state webhook. A retryable failure is retried with backoff;
+    after the last retry the action is given up (audited), its error kept."""
+    with carry_request_id(request_id):
+        try:
+            return notices.safe_state_call(action_id=action_id)
+        except notices.RetryableDeliveryError:
+            if self.request.retries >= (self.max_retries or 0):
+                notices.safe_state_give_up(action_id=action_id)
+                return False
+            raise
+
+
+# Automatic triggers (apps/killswitch/triggers.py): idempotent, since a rule fires under a lock
+# on its row and only on a target that is not stopped already.
+@shared_task(name="killswitch.triggers", ignore_result=True, soft_time_limit=50, time_limit=60)
+def triggers() -> int:
+    """Fire the enabled rules on what tripped them within their windows; how many fired."""
+    from .triggers import triggers_evaluate
+
+    return len(triggers_evaluate())

@@ -17,7 +17,7 @@ from apps.common.errors import ApplicationError, NotFound
 
 from . import selectors, services
 from .constants import KillScope
-from .forms import ReasonForm
+from .forms import EngageForm, ReasonForm
 
 
 def _target(request: HttpRequest, scope: str) -> dict[str, Any]:
@@ -32,13 +32,14 @@ def _target(request: HttpRequest, scope: str) -> dict[str, Any]:
 def confirm(request: HttpRequest, scope: str) -> HttpResponse:
     """GET: what pressing would stop, and the reason form. POST: press it."""
     target = _target(request, scope)  # 404 for an unknown scope or one the user may not stop
-    form = ReasonForm(request.POST or None)
+    form = EngageForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             kill = services.kill_engage(
                 actor=current_user(request),
                 scope=scope,
                 reason=form.cleaned_data["reason"],
+                memory_reads=form.cleaned_data["memory_reads"],
                 **target,
             )
         except ApplicationError as exc:
@@ -50,7 +51,7 @@ def confirm(request: HttpRequest, scope: str) -> HttpResponse:
                 f"{kill.approvals_cancelled} pending approval{'s' if kill.approvals_cancelled != 1 else ''} "
                 "cancelled. Nothing starts in this scope until it is released.",
             )
-            return redirect("killswitch:list")
+            return redirect("killswitch:detail", kill.pk)
     context = {
         "section": "killswitch",
         "scope": scope,
@@ -80,14 +81,30 @@ def kill_list(request: HttpRequest) -> HttpResponse:
     return render(request, "killswitch/list.html", context)
 
 
+@role_required
+def detail(request: HttpRequest, kill_id: int) -> HttpResponse:
+    """The incident an engagement opened: who pressed it and why, what it stopped, the runs'
+    last steps before the kill, what the safe-state actions did, who was told."""
+    user = current_user(request)
+    kill = get_object_or_404(selectors.kills_for_user(user=user), pk=kill_id)
+    context = {
+        "section": "killswitch",
+        "incident": selectors.kill_incident(kill=kill),
+        "may_release": kill.engaged and services.may_press(user, kill),
+        "form": ReasonForm(),
+    }
+    return render(request, "killswitch/detail.html", context)
+
+
 @require_POST
 @role_required
 def release(request: HttpRequest, kill_id: int) -> HttpResponse:
     kill = get_object_or_404(selectors.kills_for_user(user=current_user(request)), pk=kill_id)
     form = ReasonForm(request.POST)
+    back = request.POST.get("next") == "detail"
     if not form.is_valid():
         messages.error(request, "Say why you release it.")
-        return redirect("killswitch:list")
+        return redirect("killswitch:detail", kill.pk) if back else redirect("killswitch:list")
     try:
         services.kill_release(
             actor=current_user(request), kill=kill, reason=form.cleaned_data["reason"]
@@ -97,4 +114,4 @@ def release(request: HttpRequest, kill_id: int) -> HttpResponse:
         )
     except ApplicationError as exc:
         messages.error(request, exc.message)
-    return redirect("killswitch:list")
+    return redirect("killswitch:detail", kill.pk) if back else redirect("killswitch:list")

@@ -46,6 +46,7 @@ class Reason(models.TextChoices):
     ALLOWED = "allowed"
     RUN_NOT_RUNNING = "run_not_running"
     RUN_KILLED = "run_killed"
+    MEMORY_FROZEN = "memory_frozen"
     AGENT_NOT_ACTIVE = "agent_not_active"
     ENVIRONMENT_NOT_ALLOWED = "environment_not_allowed"
     TOOL_UNKNOWN = "tool_unknown"

@@ -40,6 +40,9 @@ from apps.audit.services import Actor, audit_record
 from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotFound
 from apps.common.request_context import get_request_id
+from apps.killswitch.constants import MemoryReads
+from apps.killswitch.freeze import frozen_reads
+from apps.killswitch.services import kill_in_force
 from apps.policy.evaluation import PolicyRequest, current_snapshot, policy_evaluate
 from apps.registry.constants import AgentStatus, MemoryAccess, MemoryClass, RiskClass
 from apps.registry.models import Agent, MemoryStore, Tool
@@ -578,6 +581,13 @@ def _memory(run: Run, request: DecisionRequest) -> Outcome:
     if store is None:
         return _deny(Reason.MEMORY_NOT_BOUND, f"No memory store {request.store!r} is registered.")
     writing = request.action == Action.MEMORY_WRITE
+    frozen = frozen_reads(store.slug)
+    if frozen is not None and (writing or frozen == MemoryReads.DENY):
+        return _deny(
+            Reason.MEMORY_FROZEN,
+            f"A kill switch froze {store.slug}: no {'writes' if writing else 'reads'} until it "
+            "is released.",
+        )
     if writing and store.store_class == MemoryClass.FORBIDDEN:
         return _deny(Reason.MEMORY_FORBIDDEN, f"{store.slug} is a forbidden store: never written.")
     access = run.envelope.get("memory", {}).get(store.slug)
@@ -610,6 +620,12 @@ def _delegate(run: Run, request: DecisionRequest) -> Outcome:
     child = Agent.objects.filter(slug=request.agent).first()
     if child is None or child.status != AgentStatus.ACTIVE:
         return _deny(Reason.DELEGATION_NOT_ALLOWED, f"{request.agent!r} is not an active agent.")
+    kill = kill_in_force(child)
+    if kill is not None:
+        return _deny(
+            Reason.DELEGATION_NOT_ALLOWED,
+            f"{child.slug} is stopped by a kill switch ({kill.scope} {kill.target_name}).",
+        )
     policy = _policy(run, "delegate", "Agent", child.slug, {})
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)

@@ -47,6 +47,7 @@ from .timeline import Timeline
 
 REPORT_FORMAT = "tether.incident-report/1"
 APPROVAL_PREFIX = "approval."
+KILL_PREFIX = "killswitch."
 # A run has a handful of events of its own; each approval request adds a few more.
 RUN_EVENTS_MAX = 10_000
 
@@ -91,6 +92,8 @@ class IncidentReport:
     decisions: list[Decision]
     decision_hashes: dict[int, str]
     approvals: list[AuditEvent]
+    kills: list[dict[str, Any]]  # the kill switches that stopped the run (kill_json)
+    kill_events: list[AuditEvent]
     spend: list[dict[str, Any]]
     policy_versions: list[PolicyVersion]
     event_proofs: list[EventProof]
@@ -166,6 +169,13 @@ def incident_report(*, user: Any, run: Run) -> IncidentReport:
     # The run's own events and those of its approval requests (selectors.run_events).
     run_events = sorted(selectors.run_events(run=run, limit=RUN_EVENTS_MAX), key=lambda e: e.seq)
     approvals = [e for e in run_events if e.action.startswith(APPROVAL_PREFIX)]
+    kill_events = [e for e in run_events if e.action.startswith(KILL_PREFIX)]
+    kills = [
+        kill_json(k)
+        for k in run.killed_by.select_related("trigger_rule")
+        .prefetch_related("safe_states__agent")
+        .order_by("engaged_at")
+    ]
     seal_proofs, unsealed = _seal_proofs([d.pk for d in decisions])
     anchors = [p.anchor for p in seal_proofs if p.anchor is not None]
     event_proofs = _event_proofs(run_events + anchors)
@@ -185,6 +195,8 @@ def incident_report(*, user: Any, run: Run) -> IncidentReport:
         decisions=decisions,
         decision_hashes=decision_hashes,
         approvals=approvals,
+        kills=kills,
+        kill_events=kill_events,
         spend=spend,
         policy_versions=policy_versions,
         event_proofs=event_proofs,
@@ -207,6 +219,39 @@ def incident_report(*, user: Any, run: Run) -> IncidentReport:
         after={"proven": report.proven, "decisions": len(decisions)},
     )
     return report
+
+
+def kill_json(kill: Any) -> dict[str, Any]:
+    """A kill switch as the report states it: who pressed it and why, what it stopped, what
+    the agents' safe-state actions answered (``kill`` has ``safe_states`` prefetched)."""
+    return {
+        "id": kill.pk,
+        "scope": kill.scope,
+        "target": kill.target_name,
+        "reason": kill.reason,
+        "engaged_by": kill.engaged_by_name,
+        "automatic": kill.automatic,
+        "trigger": kill.trigger or None,
+        "engaged_at": _time(kill.engaged_at),
+        "released_at": _time(kill.released_at),
+        "released_by": kill.released_by_name or None,
+        "release_reason": kill.release_reason or None,
+        "runs_killed": kill.runs_killed,
+        "approvals_cancelled": kill.approvals_cancelled,
+        "frozen_stores": kill.frozen_stores,
+        "memory_reads": kill.memory_reads,
+        "safe_states": [
+            {
+                "agent": s.agent.slug,
+                "status": s.status,
+                "http_status": s.http_status,
+                "attempts": s.attempts,
+                "error": s.last_error or None,
+                "finished_at": _time(s.finished_at),
+            }
+            for s in kill.safe_states.all()
+        ],
+    }
 
 
 def _policies_in_force(moment: datetime) -> list[PolicyVersion]:
@@ -307,6 +352,13 @@ def report_json(report: IncidentReport) -> dict[str, Any]:
             {"seq": e.seq, "at": _time(e.occurred_at), "action": e.action, "by": e.actor_name}
             for e in report.approvals
         ],
+        "kill_switch": {
+            "kills": report.kills,
+            "events": [
+                {"seq": e.seq, "at": _time(e.occurred_at), "action": e.action, "by": e.actor_name}
+                for e in report.kill_events
+            ],
+        },
         "proof": {
             "proven": report.proven,
             "problems": report.problems,

@@ -288,16 +288,21 @@ def run_decisions(*, run: Run, after: int = 0, limit: int) -> QuerySet[Decision]
 
 
 def run_events(*, run: Run, after: int = 0, limit: int) -> QuerySet[AuditEvent]:
-    """Audit events about the run (started, finished, killed ...) and about its approval
-    requests (created, approved, rejected, expired ...)."""
+    """Audit events about the run (started, finished, killed ...), about its approval
+    requests (created, approved, rejected, expired ...) and about the kill switches that
+    stopped it (engaged, safe-state outcomes, released)."""
     from apps.approvals.models import ApprovalRequest
     from apps.approvals.services import APPROVAL_TARGET
+    from apps.killswitch.services import KILL_TARGET
 
     approvals = ApprovalRequest.objects.filter(run=run).values(
         key=Cast("pk", output_field=CharField())
     )
-    about = Q(target_type=RUN_TARGET, target_id=str(run.pk)) | Q(
-        target_type=APPROVAL_TARGET, target_id__in=Subquery(approvals)
+    kills = run.killed_by.values(key=Cast("pk", output_field=CharField()))
+    about = (
+        Q(target_type=RUN_TARGET, target_id=str(run.pk))
+        | Q(target_type=APPROVAL_TARGET, target_id__in=Subquery(approvals))
+        | Q(target_type=KILL_TARGET, target_id__in=Subquery(kills))
     )
     return AuditEvent.objects.filter(about, id__gt=after).order_by("id")[:limit]
 

@@ -24,7 +24,11 @@ def test_killing_an_agent_stops_its_runs_refuses_their_tokens_and_every_next_ste
     org,
 ):
     other_run, _token = runtime.run_start(credential=gated.run.credential, task="Second")
-    assert kills.blast_radius(scope="agent", agent=gated.agent) == {"runs": 2, "agents": 1}
+    assert kills.blast_radius(scope="agent", agent=gated.agent) == {
+        "runs": 2,
+        "agents": 1,
+        "stores": [],
+    }
 
     kill = kills.kill_engage(actor=org.owner, scope="agent", agent=gated.agent, reason="Loop")
 
@@ -125,3 +129,15 @@ def test_the_kill_joins_the_runs_timeline_and_its_incident_report(gated, org):  
     report = report_json(incident_report(user=org.admin, run=gated.run))
     assert report["proof"]["proven"] is True
     assert report["run"]["state"] == "killed"
+    [kill] = report["kill_switch"]["kills"]
+    assert (kill["scope"], kill["target"], kill["reason"]) == (
+        "agent",
+        "refunds-agent",
+        "Refund loop",
+    )
+    assert kill["engaged_by"] == "alice" and kill["runs_killed"] == 1
+    assert kill["safe_states"] == []  # the agent declared no safe-state webhook
+    # The switch's own audit event is in the report and in its chain proof.
+    assert [e["action"] for e in report["kill_switch"]["events"]] == ["killswitch.engaged"]
+    proven = {e["action"] for e in report["proof"]["audit_events"] if e["ok"]}
+    assert {"killswitch.engaged", "runtime.run.killed"} <= proven

@@ -55,3 +55,35 @@ def test_release_needs_a_reason_and_outsiders_cannot_press(gated, org):  # noqa:
     admin.post(reverse("killswitch:release", args=[kill.pk]), {"reason": "Drill over"})
     kill.refresh_from_db()
     assert not kill.engaged
+
+
+def test_pressing_opens_the_incident_page_with_what_was_stopped(gated, org):  # noqa: F811
+    from apps.registry import services as registry
+    from apps.registry.models import MemoryStore
+
+    store = MemoryStore.objects.create(name="Notes", slug="refund-notes", store_class="durable")
+    registry.memory_binding_set(
+        actor=org.owner, agent=gated.agent, store=store, access="read_write"
+    )
+    gated.ask(tool="crm-lookup", action="read", arguments={})  # a step before the kill
+    url = reverse("killswitch:confirm", args=["agent"]) + f"?target={gated.agent.slug}"
+    client = console_client(org.owner)
+    assert "refund-notes" in client.get(url).content.decode()  # the freeze is in the blast radius
+
+    pressed = client.post(
+        url,
+        {"target": gated.agent.slug, "reason": "Refund loop", "memory_reads": "deny"},
+        follow=True,
+    )
+
+    kill = KillSwitch.objects.get()
+    assert pressed.redirect_chain[-1][0] == reverse("killswitch:detail", args=[kill.pk])
+    page = pressed.content.decode()
+    assert "Refund loop" in page and "refund-notes" in page and "reads are refused too" in page
+    assert str(gated.run.pk)[:8] in page and "crm-lookup" in page  # its last step before the kill
+    assert "killswitch.engaged" in page  # the audit trail
+    assert kill.memory_reads == "deny"
+    # Others see only what they may read; a bad value is refused with a message, not a 500.
+    assert console_client(org.other_owner).get(pressed.redirect_chain[-1][0]).status_code == 404
+    bad = client.post(url, {"target": gated.agent.slug, "reason": "x", "memory_reads": "maybe"})
+    assert bad.status_code == 400 and "maybe" in bad.content.decode()
