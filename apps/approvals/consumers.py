@@ -19,10 +19,10 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from apps.common.asgi import handshake_authorization
 from apps.common.errors import NotFound
 from apps.runtime.services import Unauthenticated
 
@@ -36,16 +36,6 @@ NOT_AUTHENTICATED = 4401
 NOT_FOUND = 4404
 
 
-def _authorization(scope: dict[str, Any]) -> str:
-    """The handshake's Authorization header, else ``Bearer <?token=...>``."""
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            return bytes(value).decode("latin-1")
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    token = query.get("token", [""])[0]
-    return f"Bearer {token}" if token else ""
-
-
 class AgentApprovalConsumer(AsyncJsonWebsocketConsumer):
     """One agent following one of its run's approval requests until it is decided."""
 
@@ -55,7 +45,9 @@ class AgentApprovalConsumer(AsyncJsonWebsocketConsumer):
         self.wake = asyncio.Event()
         await self.accept()
         try:
-            run = await waiting.in_thread(waiting.run_of_authorization, _authorization(self.scope))
+            run = await waiting.in_thread(
+                waiting.run_of_authorization, handshake_authorization(self.scope)
+            )
         except Unauthenticated:
             await self.close(code=NOT_AUTHENTICATED)
             return

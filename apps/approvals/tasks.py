@@ -27,8 +27,9 @@ def escalate() -> int:
 
 # They take ids, never instances; the services they call are idempotent (a delivery is claimed
 # by a conditional UPDATE), so Celery delivering one twice sends nothing twice.
-from collections.abc import Iterator  # noqa: E402  (this section's own imports)
+from collections.abc import Callable, Iterator  # noqa: E402  (this section's own imports)
 from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
 
 from celery import Task  # noqa: E402
 from django.db import InterfaceError, OperationalError, transaction  # noqa: E402
@@ -78,26 +79,40 @@ def notify(approval_id: str, event: str, request_id: str = "") -> list[int]:
     return delivery_ids
 
 
-@shared_task(
-    bind=True,
-    name="approvals.deliver",
-    ignore_result=True,
-    autoretry_for=(notifications.RetryableDeliveryError, OperationalError, InterfaceError),
-    retry_backoff=DELIVERY_BACKOFF_SECONDS,
-    retry_backoff_max=DELIVERY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=DELIVERY_MAX_RETRIES,
-    soft_time_limit=90,
-    time_limit=120,
-)
+# The Celery options of a task that sends one thing out (a delivery, a notice, a webhook call).
+DELIVERY_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "ignore_result": True,
+    "autoretry_for": (notifications.RetryableDeliveryError, OperationalError, InterfaceError),
+    "retry_backoff": DELIVERY_BACKOFF_SECONDS,
+    "retry_backoff_max": DELIVERY_BACKOFF_MAX_SECONDS,
+    "retry_jitter": True,
+    "max_retries": DELIVERY_MAX_RETRIES,
+}
+
+
+def send_or_give_up(
+    task: Task, request_id: str, send: Callable[[], bool], give_up: Callable[[], object]
+) -> bool:
+    """``send()`` within a delivery task: a retryable failure is raised for Celery to retry
+    with backoff, and after the last retry ``give_up()`` marks the thing given up instead."""
+    with carry_request_id(request_id):
+        try:
+            return send()
+        except notifications.RetryableDeliveryError:
+            if task.request.retries >= (task.max_retries or 0):
+                give_up()
+                return False
+            raise
+
+
+@shared_task(name="approvals.deliver", soft_time_limit=90, time_limit=120, **DELIVERY_TASK_OPTIONS)
 def deliver(self: Task, delivery_id: int, request_id: str = "") -> bool:
     """Send one delivery. A retryable failure (network, 5xx, 429) is retried with backoff;
     after the last retry the delivery is marked gave_up, its last error kept."""
-    with carry_request_id(request_id):
-        try:
-            return notifications.delivery_send(delivery_id=delivery_id)
-        except notifications.RetryableDeliveryError:
-            if self.request.retries >= (self.max_retries or 0):
-                notifications.delivery_give_up(delivery_id=delivery_id)
-                return False
-            raise
+    return send_or_give_up(
+        self,
+        request_id,
+        lambda: notifications.delivery_send(delivery_id=delivery_id),
+        lambda: notifications.delivery_give_up(delivery_id=delivery_id),
+    )

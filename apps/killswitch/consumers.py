@@ -24,11 +24,11 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.approvals import waiting
+from apps.common.asgi import handshake_authorization
 from apps.runtime.constants import RunState
 from apps.runtime.services import RunKilledToken, Unauthenticated
 
@@ -39,16 +39,6 @@ logger = logging.getLogger(__name__)
 NOT_AUTHENTICATED = 4401
 NOT_FOUND = 4404
 KILLED = 4410
-
-
-def _authorization(scope: dict[str, Any]) -> str:
-    """The handshake's Authorization header, else ``Bearer <?token=...>``."""
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            return bytes(value).decode("latin-1")
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    token = query.get("token", [""])[0]
-    return f"Bearer {token}" if token else ""
 
 
 def _is_final(status: dict[str, Any]) -> bool:
@@ -66,7 +56,9 @@ class AgentControlConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         run_id = self.scope["url_route"]["kwargs"]["run_id"]
         try:
-            run = await waiting.in_thread(waiting.run_of_authorization, _authorization(self.scope))
+            run = await waiting.in_thread(
+                waiting.run_of_authorization, handshake_authorization(self.scope)
+            )
         except RunKilledToken as refused:
             await self._already_killed(refused, run_id)
             return

@@ -69,6 +69,7 @@ INCIDENT_RUNS_MAX = 500
 class StoppedRun:
     run: Run
     last_steps: list[Decision]  # newest first, up to the kill
+    steps_read: bool  # False past INCIDENT_RUNS_WITH_STEPS: see the run's own timeline
 
 
 @dataclass
@@ -104,7 +105,7 @@ def kill_incident(*, kill: KillSwitch) -> KillIncident:
         by_run.setdefault(step.run_id, []).append(step)
     return KillIncident(
         kill=kill,
-        runs=[StoppedRun(r, by_run.get(r.pk, [])) for r in runs],
+        runs=[StoppedRun(r, by_run.get(r.pk, []), r.pk in with_steps) for r in runs],
         runs_total=kill.runs.count(),
         approvals=list(
             ApprovalRequest.objects.filter(

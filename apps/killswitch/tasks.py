@@ -9,14 +9,9 @@ are the approvals deliveries': about a quarter of an hour for a receiver to come
 from __future__ import annotations
 
 from celery import Task, shared_task
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 
-from apps.approvals.tasks import (
-    DELIVERY_BACKOFF_MAX_SECONDS,
-    DELIVERY_BACKOFF_SECONDS,
-    DELIVERY_MAX_RETRIES,
-    carry_request_id,
-)
+from apps.approvals.tasks import DELIVERY_TASK_OPTIONS, send_or_give_up
 from apps.common.request_context import get_request_id
 
 from . import notify as notices
@@ -43,54 +38,30 @@ def queue_after_kill(kill_id: int) -> None:
             transaction.on_commit(queue_notice, robust=True)
 
 
-@shared_task(
-    bind=True,
-    name="killswitch.notify",
-    ignore_result=True,
-    autoretry_for=(notices.RetryableDeliveryError, OperationalError, InterfaceError),
-    retry_backoff=DELIVERY_BACKOFF_SECONDS,
-    retry_backoff_max=DELIVERY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=DELIVERY_MAX_RETRIES,
-    soft_time_limit=90,
-    time_limit=120,
-)
+@shared_task(name="killswitch.notify", soft_time_limit=90, time_limit=120, **DELIVERY_TASK_OPTIONS)
 def notify(self: Task, notice_id: int, request_id: str = "") -> bool:
     """Send one notice (an owner's email, a channel's message). A retryable failure is
     retried with backoff; after the last retry the notice is given up, its error kept."""
-    with carry_request_id(request_id):
-        try:
-            return notices.notice_send(notice_id=notice_id)
-        except notices.RetryableDeliveryError:
-            if self.request.retries >= (self.max_retries or 0):
-                notices.notice_give_up(notice_id=notice_id)
-                return False
-            raise
+    return send_or_give_up(
+        self,
+        request_id,
+        lambda: notices.notice_send(notice_id=notice_id),
+        lambda: notices.notice_give_up(notice_id=notice_id),
+    )
 
 
 @shared_task(
-    bind=True,
-    name="killswitch.safe_state",
-    ignore_result=True,
-    autoretry_for=(notices.RetryableDeliveryError, OperationalError, InterfaceError),
-    retry_backoff=DELIVERY_BACKOFF_SECONDS,
-    retry_backoff_max=DELIVERY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=DELIVERY_MAX_RETRIES,
-    soft_time_limit=30,
-    time_limit=60,
+    name="killswitch.safe_state", soft_time_limit=30, time_limit=60, **DELIVERY_TASK_OPTIONS
 )
 def safe_state(self: Task, action_id: int, request_id: str = "") -> bool:
     """Call one agent's safe-state webhook. A retryable failure is retried with backoff;
     after the last retry the action is given up (audited), its error kept."""
-    with carry_request_id(request_id):
-        try:
-            return notices.safe_state_call(action_id=action_id)
-        except notices.RetryableDeliveryError:
-            if self.request.retries >= (self.max_retries or 0):
-                notices.safe_state_give_up(action_id=action_id)
-                return False
-            raise
+    return send_or_give_up(
+        self,
+        request_id,
+        lambda: notices.safe_state_call(action_id=action_id),
+        lambda: notices.safe_state_give_up(action_id=action_id),
+    )
 
 
 # Automatic triggers (apps/killswitch/triggers.py): idempotent, since a rule fires under a lock

@@ -35,7 +35,7 @@ def test_an_owner_stops_their_agent_and_an_admin_releases_it(
     owner.get_by_label("Reason").fill("It keeps refunding the same order.")
     shoot(owner, "killswitch-confirm")
     owner.get_by_role("button", name="Stop 1 run now").click()
-    owner.get_by_text("1 run killed").wait_for()
+    owner.get_by_text("Stopped: 1 run killed").wait_for()  # on the incident page it opened
     shoot(owner, "killswitch-engaged")
     gated.run.refresh_from_db()
     assert gated.run.state == "killed"
@@ -46,3 +46,28 @@ def test_an_owner_stops_their_agent_and_an_admin_releases_it(
     admin.get_by_role("button", name="Release").click()
     admin.get_by_text("Released: new runs may start again").wait_for()
     shoot(admin, "killswitch-released")
+
+
+def test_the_incident_of_a_wide_kill_lists_every_stopped_run(
+    org: Any,
+    gated: Any,  # noqa: F811
+    new_page: Any,
+    shoot: Any,
+) -> None:
+    from apps.killswitch import services as kills
+    from apps.runtime import services as runtime
+
+    for n in range(24):  # 25 running runs in all, more than the page gives steps for
+        runtime.run_start(credential=gated.run.credential, task=f"Refund order B-{n}")
+    gated.ask(tool="crm-lookup", action="read", arguments={})
+    kill = kills.kill_engage(actor=org.admin, scope="global", reason="Payments incident drill")
+
+    admin = new_page()
+    log_in(admin, "ada", PASSWORD)
+    admin.goto(f"/kill/{kill.pk}/")
+    admin.get_by_role("heading", name="Runs stopped (25)").wait_for()
+    assert admin.locator("#runs-title ~ div tbody tr, #runs-title").count() >= 1
+    rows = admin.locator("section[aria-labelledby=runs-title] tbody tr")
+    assert rows.count() == 25
+    assert "see its timeline" in rows.nth(24).inner_text()  # past the first 20: no steps shown
+    shoot(admin, "killswitch-incident-long")
