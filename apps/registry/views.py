@@ -153,6 +153,8 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         request.GET, owners=selectors.agent_owner_choices(user=user), departments=departments
     )
     filters = filter_form.filters()
+    # A department's agents: admins get that department's kill switch here.
+    stop_department = filters.get("department") if scope_of(user).is_admin else ""
     return _list_page(
         request,
         "registry/agent_list.html",
@@ -163,6 +165,7 @@ def agent_list(request: HttpRequest) -> HttpResponse:
         queryset=selectors.agent_list(user=user, **filters),
         per_page=AGENTS_PER_PAGE,
         section="agents",
+        stop_department=stop_department,
     )
 
 

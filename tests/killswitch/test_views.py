@@ -87,3 +87,15 @@ def test_pressing_opens_the_incident_page_with_what_was_stopped(gated, org):  # 
     assert console_client(org.other_owner).get(pressed.redirect_chain[-1][0]).status_code == 404
     bad = client.post(url, {"target": gated.agent.slug, "reason": "x", "memory_reads": "maybe"})
     assert bad.status_code == 400 and "maybe" in bad.content.decode()
+
+
+def test_a_departments_agent_list_carries_its_kill_switch_for_admins(gated, org):  # noqa: F811
+    url = reverse("registry:agent-list") + f"?department={org.claims.slug}"
+    stop = reverse("killswitch:confirm", args=["department"]) + f"?target={org.claims.slug}"
+    assert stop in console_client(org.admin).get(url).content.decode()
+    assert stop not in console_client(org.owner).get(url).content.decode()
+    assert (
+        stop not in console_client(org.admin).get(reverse("registry:agent-list")).content.decode()
+    )
+    confirm = console_client(org.admin).get(stop)
+    assert confirm.status_code == 200 and "1 running run" in confirm.content.decode()
