@@ -211,12 +211,21 @@ def decide(*, run: Run, request: DecisionRequest) -> Decision:
     twice: the safe side.
 
     A request that repeats an earlier one's Idempotency-Key (an SDK retrying after a timeout)
-    gets that earlier decision back and is charged nothing more.
+    gets that earlier decision back and is charged nothing more — unless the run stopped in
+    between (a kill switch): then the retry is decided again, which is a deny.
     """
     began = time.perf_counter()
     answer = _answer(run, request)
     if isinstance(answer, Decision):
-        return answer
+        # A retry gets its first answer only while the run is live: one killed in between is
+        # refused the step (read afresh, so no cached run lets it through).
+        if answer.disposition == Disposition.DENY or (
+            runtime_services.run_refresh(run) and _is_live(run)
+        ):
+            return answer
+        answer = _answer(run, request)
+        if isinstance(answer, Decision):
+            return answer
     decision = _record(run, request, answer, began, only_if_live=True)
     if decision is None:
         runtime_services.run_refresh(run)

@@ -104,3 +104,18 @@ def _key_counter(run, key):
     from apps.runtime.decisions import _idempotency_guard
 
     return _idempotency_guard(run, key).counter
+
+
+def test_a_retry_after_the_run_was_killed_is_refused_not_given_its_first_allow(setup):
+    from apps.killswitch.services import kill_engage
+
+    run, _ = start_run(setup)
+    first = decide(run=run, request=lookup("c-1", key="k-1"))
+    kill_engage(actor=None, scope="run", run=run, reason="Loop", trigger="test")
+    run.state = "running"  # as a process that cached the run before the kill still holds it
+
+    again = decide(run=run, request=lookup("c-1", key="k-1"))
+
+    assert first.disposition == "allow"
+    assert (again.disposition, again.reasons) == ("deny", ["run_killed"])
+    assert again.pk != first.pk
