@@ -57,6 +57,7 @@ EVALUATED_REASON: dict[str, str | None] = {
 # would have a Redis outage (fail closed) or one switch cascade into kills across the fleet.
 NOT_COUNTED = (
     Reason.RUN_KILLED,
+    Reason.MEMORY_FROZEN,  # another agent's switch froze the store
     Reason.RUN_NOT_RUNNING,
     Reason.AGENT_NOT_ACTIVE,
     Reason.STORE_UNAVAILABLE,

@@ -134,7 +134,13 @@ def test_what_happened_before_the_rule_existed_does_not_count(gated, org):  # no
 
 def test_tethers_own_stops_and_outages_are_not_counted_as_denials(gated, org):  # noqa: F811
     rule(org, threshold=2, response="kill_agent")
-    for reason in ("store_unavailable", "agent_not_active", "run_killed", "run_not_running"):
+    for reason in (
+        "store_unavailable",
+        "agent_not_active",
+        "run_killed",
+        "run_not_running",
+        "memory_frozen",
+    ):
         recorded_denial(gated, reason=reason)
 
     assert triggers_evaluate() == []
