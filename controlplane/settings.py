@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.traces",
     "apps.approvals",
     "apps.killswitch",
+    "apps.costs",
 ]
 
 MIDDLEWARE = [
@@ -288,6 +289,12 @@ HOT_PATH_THREADS = envint("HOT_PATH_THREADS", 3)
 
 # Token digests are keyed by this, so a database dump alone cannot verify a token.
 TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY
+
+# --- Costs (docs/costs.md) ---------------------------------------------------------------------
+# A model the price catalogue does not know (and no admin priced) is never free: it is charged
+# at this worst case, in US dollars per million tokens (apps/costs/prices.py).
+TETHER_UNPRICED_INPUT_PER_MTOK = envint("TETHER_UNPRICED_INPUT_PER_MTOK", 150)
+TETHER_UNPRICED_OUTPUT_PER_MTOK = envint("TETHER_UNPRICED_OUTPUT_PER_MTOK", 600)
 
 # --- Approval notifications (docs/approvals-notifications.md) ---------------------------------
 # Emails and webhooks link to {TETHER_PUBLIC_URL}/approvals/<id>/: the console as people reach it.

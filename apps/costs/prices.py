@@ -1,0 +1,163 @@
+"""What a model call cost, in US dollars.
+
+In order: an admin's override for the model (``ModelPrice``, the newest in force at the call's
+time; for its provider, else for the model whoever serves it); else the maintained catalogue
+of the ``genai-prices`` package (its bundled snapshot: Tether never fetches prices at run time,
+so upgrading the package is how the catalogue moves); else the model is **unpriced**, and
+charged at the configured worst-case price (``TETHER_UNPRICED_INPUT_PER_MTOK`` and
+``..._OUTPUT_PER_MTOK``) so it is never counted as free.
+
+Tokens follow the OpenTelemetry GenAI conventions: ``input_tokens`` include the cached ones
+(charged at the cached rate where the price has one), and ``output_tokens`` include the
+reasoning ones (providers bill reasoning as output).
+
+Prices are asked for on every priced span and model call, so the answer for a (provider, model)
+is kept per process: overrides until an override is written (a generation bump, read from Redis
+at most every second), catalogue lookups for the life of the process.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+
+from django.conf import settings
+from django.utils import timezone
+from genai_prices import Usage, calc_price
+
+from apps.common import generation
+
+PRICES_GENERATION = "model-prices"
+MILLION = Decimal(1_000_000)
+CENT_FRACTIONS = Decimal("0.000001")
+
+
+class PriceSource:
+    OVERRIDE = "override"
+    CATALOGUE = "catalogue"
+    UNPRICED = "unpriced"
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    usd: Decimal
+    source: str  # PriceSource
+
+    @property
+    def priced(self) -> bool:
+        return self.source != PriceSource.UNPRICED
+
+
+@dataclass(frozen=True, slots=True)
+class _Rate:
+    effective_from: datetime
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal
+
+
+def model_cost(
+    *,
+    model: str,
+    provider: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    cached_tokens: int = 0,
+    at: datetime | None = None,
+) -> Cost:
+    """The cost of one call of ``model``; ``at`` (default now) picks the override in force."""
+    cached = min(max(cached_tokens, 0), max(input_tokens, 0))
+    uncached = max(input_tokens, 0) - cached
+    output = max(output_tokens, 0)
+    rate = _override(provider, model, at or timezone.now())
+    if rate is not None:
+        usd = (uncached * rate.input + cached * rate.cached_input + output * rate.output) / MILLION
+        return Cost(usd.quantize(CENT_FRACTIONS), PriceSource.OVERRIDE)
+    catalogue = _catalogue_cost(model, provider, uncached + cached, output, cached)
+    if catalogue is not None:
+        return Cost(catalogue.quantize(CENT_FRACTIONS), PriceSource.CATALOGUE)
+    worst_in = Decimal(str(settings.TETHER_UNPRICED_INPUT_PER_MTOK))
+    worst_out = Decimal(str(settings.TETHER_UNPRICED_OUTPUT_PER_MTOK))
+    usd = ((uncached + cached) * worst_in + output * worst_out) / MILLION
+    return Cost(usd.quantize(CENT_FRACTIONS), PriceSource.UNPRICED)
+
+
+def _catalogue_cost(
+    model: str, provider: str, input_tokens: int, output_tokens: int, cached_tokens: int
+) -> Decimal | None:
+    if not _in_catalogue(model, provider):
+        return None
+    usage = Usage(
+        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_tokens
+    )
+    return calc_price(usage, model_ref=model, provider_id=provider or None).total_price
+
+
+@lru_cache(maxsize=2048)
+def _in_catalogue(model: str, provider: str) -> bool:
+    """Whether the catalogue knows the model (a miss raises in the package, and is slow)."""
+    if not model:
+        return False
+    try:
+        calc_price(
+            Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id=provider or None
+        )
+    except LookupError:
+        return False
+    return True
+
+
+# --- overrides, cached per process ------------------------------------------------------------
+
+_token = generation.CacheToken(PRICES_GENERATION, 1.0)
+_lock = threading.Lock()
+_overrides: tuple[tuple[int, int | None], dict[tuple[str, str], list[_Rate]]] | None = None
+
+
+def bump_prices() -> None:
+    """Every process reads the overrides afresh once the current transaction commits."""
+    generation.bump_on_commit(PRICES_GENERATION)
+
+
+def forget_prices() -> None:
+    global _overrides
+    _overrides = None
+    _token.forget()
+
+
+def _override(provider: str, model: str, at: datetime) -> _Rate | None:
+    table = _table()
+    for key in ((provider, model), ("", model)):
+        for rate in table.get(key, ()):  # newest first
+            if rate.effective_from <= at:
+                return rate
+    return None
+
+
+def _table() -> dict[tuple[str, str], list[_Rate]]:
+    global _overrides
+    token, cached = _token(), _overrides
+    if cached is not None and cached[0] == token:
+        return cached[1]
+    from .models import ModelPrice
+
+    table: dict[tuple[str, str], list[_Rate]] = {}
+    for price in ModelPrice.objects.order_by("-effective_from"):
+        table.setdefault((price.provider, price.model), []).append(
+            _Rate(
+                effective_from=price.effective_from,
+                input=price.input_per_mtok,
+                output=price.output_per_mtok,
+                cached_input=(
+                    price.cached_input_per_mtok
+                    if price.cached_input_per_mtok is not None
+                    else price.input_per_mtok
+                ),
+            )
+        )
+    with _lock:
+        _overrides = (token, table)
+    return table
