@@ -19,9 +19,11 @@ from .prices import bump_prices
 PRICE_MAX = Decimal(10) ** (PRICE_DIGITS - PRICE_PLACES) - 1
 
 
-def _rate(name: str, value: Any, *, required: bool = True) -> Decimal | None:
-    if value in (None, "") and not required:
-        return None
+def _optional_rate(name: str, value: Any) -> Decimal | None:
+    return None if value in (None, "") else _rate(name, value)
+
+
+def _rate(name: str, value: Any) -> Decimal:
     try:
         rate = Decimal(str(value))
     except (InvalidOperation, ValueError):
@@ -60,7 +62,7 @@ def model_price_set(
         effective_from=effective_from,
         input_per_mtok=_rate("input_per_mtok", input_per_mtok),
         output_per_mtok=_rate("output_per_mtok", output_per_mtok),
-        cached_input_per_mtok=_rate("cached_input_per_mtok", cached_input_per_mtok, required=False),
+        cached_input_per_mtok=_optional_rate("cached_input_per_mtok", cached_input_per_mtok),
         note=(note or "")[:200],
         created_by=actor,
     )
