@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("apps.runtime.urls")),
     path("", include("apps.approvals.urls")),
     path("", include("apps.killswitch.urls")),
+    path("", include("apps.costs.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("audit/", include("apps.audit.urls")),
     path("policies/", include("apps.policy.urls")),
