@@ -14,8 +14,6 @@ Resolution, most specific first:
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 
 from apps.common import generation
@@ -43,15 +41,32 @@ class Gate:
 
 @dataclass(frozen=True, slots=True)
 class _Table:
-    token: tuple[int, int | None]
-    built_at: float
     risks: dict[tuple[int | None, int, str], str]  # (agent pk or None, tool pk, action) -> class
     gates: dict[tuple[int | None, str], Gate]  # (agent pk or None, class) -> gate
 
 
-_token = generation.CacheToken(GATES_GENERATION, 1.0)
-_table: _Table | None = None
-_lock = threading.Lock()
+def _build() -> _Table:
+    from .models import ActionRisk, RiskGate
+
+    risks = {
+        (row.agent_id, row.tool_id, row.action): row.risk_class for row in ActionRisk.objects.all()
+    }
+    gates = {
+        (row.agent_id, row.risk_class): Gate(
+            risk_class=row.risk_class,
+            outcome=row.outcome,
+            approvals_required=row.approvals_required,
+            expires_after_seconds=row.expires_after_seconds,
+            on_expiry=row.on_expiry,
+            escalate_after_seconds=row.escalate_after_seconds,
+            overridden_for_agent=row.agent_id is not None,
+        )
+        for row in RiskGate.objects.all()
+    }
+    return _Table(risks=risks, gates=gates)
+
+
+_tables = generation.CachedTable(GATES_GENERATION, _build, refresh=1.0, max_age=GATES_CACHE_SECONDS)
 
 
 def bump_gates() -> None:
@@ -59,41 +74,11 @@ def bump_gates() -> None:
 
 
 def forget_gates() -> None:
-    global _table
-    _table = None
-    _token.forget()
+    _tables.forget()
 
 
 def _current() -> _Table:
-    global _table
-    table, token = _table, _token()
-    if (
-        table is not None
-        and table.token == token
-        and time.monotonic() - table.built_at < GATES_CACHE_SECONDS
-    ):
-        return table
-    with _lock:
-        from .models import ActionRisk, RiskGate
-
-        risks = {
-            (row.agent_id, row.tool_id, row.action): row.risk_class
-            for row in ActionRisk.objects.all()
-        }
-        gates = {
-            (row.agent_id, row.risk_class): Gate(
-                risk_class=row.risk_class,
-                outcome=row.outcome,
-                approvals_required=row.approvals_required,
-                expires_after_seconds=row.expires_after_seconds,
-                on_expiry=row.on_expiry,
-                escalate_after_seconds=row.escalate_after_seconds,
-                overridden_for_agent=row.agent_id is not None,
-            )
-            for row in RiskGate.objects.all()
-        }
-        _table = _Table(token=token, built_at=time.monotonic(), risks=risks, gates=gates)
-        return _table
+    return _tables.get()
 
 
 def _risk_in(table: _Table, agent_id: int, tool_id: int, tool_risk: str, action: str) -> str:

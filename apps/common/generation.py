@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -128,3 +129,39 @@ class CacheToken:
     def forget(self) -> None:
         """Read the shared generation again on the next call (tests)."""
         self._read_at = -self.refresh
+
+
+T = TypeVar("T")
+
+
+class CachedTable(Generic[T]):
+    """A small table a process keeps (gates, frozen stores, prices): built by ``build`` from
+    the database, built again when generation ``name`` moves (see :class:`CacheToken`) and, with
+    ``max_age``, at least that often whatever Redis says."""
+
+    def __init__(
+        self, name: str, build: Callable[[], T], *, refresh: float, max_age: float | None = None
+    ) -> None:
+        self._token = CacheToken(name, refresh)
+        self._build = build
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._held: tuple[tuple[int, int | None], float, T] | None = None
+
+    def get(self) -> T:
+        held, token = self._held, self._token()
+        if (
+            held is not None
+            and held[0] == token
+            and (self._max_age is None or time.monotonic() - held[1] < self._max_age)
+        ):
+            return held[2]
+        with self._lock:
+            value = self._build()
+            self._held = (token, time.monotonic(), value)
+            return value
+
+    def forget(self) -> None:
+        """Build the table again on the next call (tests, and the writing process)."""
+        self._held = None
+        self._token.forget()

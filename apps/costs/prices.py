@@ -18,7 +18,6 @@ at most every second), catalogue lookups for the life of the process.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -112,9 +111,26 @@ def _in_catalogue(model: str, provider: str) -> bool:
 
 # --- overrides, cached per process ------------------------------------------------------------
 
-_token = generation.CacheToken(PRICES_GENERATION, 1.0)
-_lock = threading.Lock()
-_overrides: tuple[tuple[int, int | None], dict[tuple[str, str], list[_Rate]]] | None = None
+
+def _build() -> dict[tuple[str, str], list[_Rate]]:
+    """(provider, model) -> its overrides, newest first."""
+    from .models import ModelPrice
+
+    table: dict[tuple[str, str], list[_Rate]] = {}
+    for price in ModelPrice.objects.order_by("-effective_from"):
+        cached = price.cached_input_per_mtok
+        table.setdefault((price.provider, price.model), []).append(
+            _Rate(
+                effective_from=price.effective_from,
+                input=price.input_per_mtok,
+                output=price.output_per_mtok,
+                cached_input=cached if cached is not None else price.input_per_mtok,
+            )
+        )
+    return table
+
+
+_overrides = generation.CachedTable(PRICES_GENERATION, _build, refresh=1.0)
 
 
 def bump_prices() -> None:
@@ -123,41 +139,13 @@ def bump_prices() -> None:
 
 
 def forget_prices() -> None:
-    global _overrides
-    _overrides = None
-    _token.forget()
+    _overrides.forget()
 
 
 def _override(provider: str, model: str, at: datetime) -> _Rate | None:
-    table = _table()
+    table = _overrides.get()
     for key in ((provider, model), ("", model)):
         for rate in table.get(key, ()):  # newest first
             if rate.effective_from <= at:
                 return rate
     return None
-
-
-def _table() -> dict[tuple[str, str], list[_Rate]]:
-    global _overrides
-    token, cached = _token(), _overrides
-    if cached is not None and cached[0] == token:
-        return cached[1]
-    from .models import ModelPrice
-
-    table: dict[tuple[str, str], list[_Rate]] = {}
-    for price in ModelPrice.objects.order_by("-effective_from"):
-        table.setdefault((price.provider, price.model), []).append(
-            _Rate(
-                effective_from=price.effective_from,
-                input=price.input_per_mtok,
-                output=price.output_per_mtok,
-                cached_input=(
-                    price.cached_input_per_mtok
-                    if price.cached_input_per_mtok is not None
-                    else price.input_per_mtok
-                ),
-            )
-        )
-    with _lock:
-        _overrides = (token, table)
-    return table

@@ -13,59 +13,13 @@ least every ``FREEZE_CACHE_SECONDS`` whatever Redis says.
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
-
 from apps.common import generation
 
 from .constants import FREEZE_CACHE_SECONDS, FREEZE_GENERATION, FREEZE_REFRESH_SECONDS, MemoryReads
 
-_token = generation.CacheToken(FREEZE_GENERATION, FREEZE_REFRESH_SECONDS)
-_lock = threading.Lock()
 
-
-@dataclass(frozen=True)
-class _Table:
-    token: tuple[int, int | None]
-    built_at: float
-    reads: dict[str, str]  # frozen store slug -> MemoryReads (deny wins over allow)
-
-
-_table: _Table | None = None
-
-
-def bump_freeze() -> None:
-    """Every process reads the frozen stores afresh once the current transaction commits."""
-    generation.bump_on_commit(FREEZE_GENERATION)
-
-
-def forget_freeze() -> None:
-    global _table
-    _table = None
-    _token.forget()
-
-
-def frozen_reads(store_slug: str) -> str | None:
-    """None when no engaged switch freezes the store; else whether reads still go on."""
-    return _current().reads.get(store_slug)
-
-
-def _current() -> _Table:
-    global _table
-    table, token = _table, _token()
-    if (
-        table is not None
-        and table.token == token
-        and time.monotonic() - table.built_at < FREEZE_CACHE_SECONDS
-    ):
-        return table
-    with _lock:
-        _table = _build(token)
-        return _table
-
-
-def _build(token: tuple[int, int | None]) -> _Table:
+def _build() -> dict[str, str]:
+    """Frozen store slug -> MemoryReads, from the engaged switches (deny wins over allow)."""
     from .models import KillSwitch
 
     reads: dict[str, str] = {}
@@ -74,4 +28,23 @@ def _build(token: tuple[int, int | None]) -> _Table:
         for slug in stores:
             if reads.get(slug) != MemoryReads.DENY:
                 reads[slug] = mode
-    return _Table(token=token, built_at=time.monotonic(), reads=reads)
+    return reads
+
+
+_frozen = generation.CachedTable(
+    FREEZE_GENERATION, _build, refresh=FREEZE_REFRESH_SECONDS, max_age=FREEZE_CACHE_SECONDS
+)
+
+
+def bump_freeze() -> None:
+    """Every process reads the frozen stores afresh once the current transaction commits."""
+    generation.bump_on_commit(FREEZE_GENERATION)
+
+
+def forget_freeze() -> None:
+    _frozen.forget()
+
+
+def frozen_reads(store_slug: str) -> str | None:
+    """None when no engaged switch freezes the store; else whether reads still go on."""
+    return _frozen.get().get(store_slug)
