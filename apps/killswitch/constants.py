@@ -1,6 +1,8 @@
 from django.db import models
 
 REASON_MAX = 1000
+# The audit events about one switch (engaged, safe-state outcomes, released) target this type.
+KILL_TARGET = "kill_switch"
 KILLED_OUTCOME = "killed"
 
 

@@ -47,7 +47,7 @@ from apps.audit.services import Actor, audit_record
 from apps.registry.constants import AgentStatus
 from apps.registry.models import Agent
 
-from .constants import KillScope, NoticeKind, SafeStateStatus
+from .constants import KILL_TARGET, KillScope, NoticeKind, SafeStateStatus
 from .models import KillNotice, KillSwitch, SafeStateAction
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,6 @@ AGENTS_SHOWN_MAX = 20  # named in a message; the rest are counted
 AGENTS_SENT_MAX = 200  # listed in a webhook's JSON
 NOTICE_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.FAILED)
 SAFE_STATE_CLAIMABLE = (SafeStateStatus.PENDING, SafeStateStatus.FAILED)
-KILL_TARGET = "kill_switch"  # services.KILL_TARGET: the incident's audit events
 
 
 # --- who is affected -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from apps.registry.models import CHANGE, Agent
 from apps.runtime.models import Decision, Run
 from apps.traces.selectors import runs_for_user
 
-from .constants import KillScope
+from .constants import KILL_TARGET, KillScope
 from .models import KillSwitch, SafeStateAction
 
 
@@ -89,8 +89,6 @@ def kill_incident(*, kill: KillSwitch) -> KillIncident:
     from apps.approvals.constants import ApprovalStatus
     from apps.approvals.models import ApprovalRequest
 
-    from .services import KILL_TARGET
-
     runs = list(kill.runs.select_related("agent").order_by("started_at", "pk")[:INCIDENT_RUNS_MAX])
     with_steps = [r.pk for r in runs[:INCIDENT_RUNS_WITH_STEPS]]
     newest_first = Window(RowNumber(), partition_by=[F("run_id")], order_by=F("id").desc())
@@ -106,7 +104,7 @@ def kill_incident(*, kill: KillSwitch) -> KillIncident:
     return KillIncident(
         kill=kill,
         runs=[StoppedRun(r, by_run.get(r.pk, []), r.pk in with_steps) for r in runs],
-        runs_total=kill.runs.count(),
+        runs_total=kill.runs_killed,
         approvals=list(
             ApprovalRequest.objects.filter(
                 run__in=kill.runs.all(), status=ApprovalStatus.CANCELLED

@@ -30,13 +30,11 @@ from apps.registry.models import CHANGE, Agent
 from apps.runtime.constants import RunState
 from apps.runtime.models import Run
 
-from .constants import KILLED_OUTCOME, REASON_MAX, KillScope, MemoryReads
+from .constants import KILL_TARGET, KILLED_OUTCOME, REASON_MAX, KillScope, MemoryReads
 from .freeze import bump_freeze, forget_freeze
 from .models import KillSwitch, KillTrigger
 
 logger = logging.getLogger(__name__)
-
-KILL_TARGET = "kill_switch"
 
 
 def _clean_reason(reason: str) -> str:

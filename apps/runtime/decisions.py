@@ -216,6 +216,7 @@ def decide(*, run: Run, request: DecisionRequest) -> Decision:
     """
     began = time.perf_counter()
     answer = _answer(run, request)
+    only_if_live = True
     if isinstance(answer, Decision):
         # A retry gets its first answer only while the run is live: one killed in between is
         # refused the step (read afresh, so no cached run lets it through).
@@ -223,10 +224,11 @@ def decide(*, run: Run, request: DecisionRequest) -> Decision:
             runtime_services.run_refresh(run) and _is_live(run)
         ):
             return answer
-        answer = _answer(run, request)
+        answer = _answer(run, request)  # the run as it was just read: a deny
         if isinstance(answer, Decision):
             return answer
-    decision = _record(run, request, answer, began, only_if_live=True)
+        only_if_live = False  # just found not live: the deny is recorded as it is
+    decision = _record(run, request, answer, began, only_if_live=only_if_live)
     if decision is None:
         runtime_services.run_refresh(run)
         answer = _answer(run, request)

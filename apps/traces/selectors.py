@@ -293,7 +293,7 @@ def run_events(*, run: Run, after: int = 0, limit: int) -> QuerySet[AuditEvent]:
     stopped it (engaged, safe-state outcomes, released)."""
     from apps.approvals.models import ApprovalRequest
     from apps.approvals.services import APPROVAL_TARGET
-    from apps.killswitch.services import KILL_TARGET
+    from apps.killswitch.constants import KILL_TARGET
 
     approvals = ApprovalRequest.objects.filter(run=run).values(
         key=Cast("pk", output_field=CharField())
