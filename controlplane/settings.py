@@ -167,6 +167,11 @@ CELERY_BEAT_SCHEDULE = {
     "verify-audit-chain": {"task": "audit.verify_chain", "schedule": 6 * 3600.0},
     # A tick not started within its interval is dropped: the next one reads the same window.
     "kill-triggers": {"task": "killswitch.triggers", "schedule": 10.0, "options": {"expires": 10}},
+    "count-finished-runs": {
+        "task": "costs.count_finished_runs",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 
 # --- Auth ------------------------------------------------------------------------------------

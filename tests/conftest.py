@@ -39,6 +39,14 @@ def no_frozen_memory_from_earlier_tests() -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_tool_costs_from_earlier_tests() -> None:
+    """The tool-costs table is per process too; a rolled-back test's tools must not linger."""
+    from apps.registry.tool_costs import forget_tool_costs
+
+    forget_tool_costs()
+
+
+@pytest.fixture(autouse=True)
 def default_data_classes(request: pytest.FixtureRequest) -> None:
     """The data classes a migration creates. Transactional tests flush the database when they
     end, so put them back for every test that uses the database, whatever ran before it."""

@@ -51,3 +51,137 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider or '*'}/{self.model} from {self.effective_from:%Y-%m-%d}"
+
+
+# --- rollups (apps/costs/rollups.py) -----------------------------------------------------------
+# Ids are plain integers, 0 for "none" (a span of an unregistered agent, an agent in no team,
+# a run on nobody's behalf), not foreign keys: the unique keys below must treat "none" as one
+# value on every backend, and the dashboards join names from the few departments and agents.
+
+USD_DIGITS = 18
+USD_PLACES = 6
+
+
+def _usd() -> models.DecimalField:
+    return models.DecimalField(max_digits=USD_DIGITS, decimal_places=USD_PLACES, default=0)
+
+
+class CostDaily(models.Model):
+    """What was spent in one UTC day, per agent (and its team, department and business
+    process when the spend was stored), environment, model, provider and price source
+    (``unpriced`` rows are charged at the worst case). Maintained as spans are stored."""
+
+    day = models.DateField()
+    agent_id = models.BigIntegerField(default=0)
+    department_id = models.BigIntegerField(default=0)
+    team_id = models.BigIntegerField(default=0)
+    business_process = models.CharField(max_length=200, blank=True)
+    environment = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=9)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "day", "agent_id", "environment", "model", "provider", "source",
+                    "department_id", "team_id", "business_process",
+                ],
+                name="cost_daily_key",
+            ),
+        ]  # fmt: skip
+        indexes = [models.Index(fields=["department_id", "day"], name="cost_daily_department")]
+
+    def __str__(self) -> str:
+        return f"{self.day} agent {self.agent_id} {self.model or self.source}: {self.cost_usd}"
+
+
+class PersonCostDaily(models.Model):
+    """What was spent in one UTC day by runs on behalf of one person, per department and
+    environment (a run's ``on_behalf_of``; 0 for runs on nobody's behalf)."""
+
+    day = models.DateField()
+    person_id = models.BigIntegerField(default=0)
+    department_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "person_id", "department_id", "environment"],
+                name="person_cost_daily_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} person {self.person_id}: {self.cost_usd}"
+
+
+class RunCost(models.Model):
+    """What one run has cost so far (its spans that carry ``tether.run.id``).
+
+    Once the run has ended it is counted once in :class:`TaskCostDaily` under its end state
+    and outcome (``counted_state`` set, by the minute job); spend that arrives later (a late
+    span) is added to both, so the task rollup never misses it.
+    """
+
+    run_id = models.UUIDField(primary_key=True)
+    agent_id = models.BigIntegerField(default=0)
+    department_id = models.BigIntegerField(default=0)
+    team_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+    counted_state = models.CharField(max_length=16, blank=True)
+    counted_outcome = models.CharField(max_length=100, blank=True)
+    counted_day = models.DateField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"run {self.run_id}: {self.cost_usd}"
+
+
+class TaskCostDaily(models.Model):
+    """Runs that ended in one UTC day, per agent, environment, end state and outcome, with
+    what they cost: the cost of a task, and of a successful one."""
+
+    day = models.DateField()
+    agent_id = models.BigIntegerField(default=0)
+    department_id = models.BigIntegerField(default=0)
+    team_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    state = models.CharField(max_length=16)
+    outcome = models.CharField(max_length=100, blank=True)
+    runs = models.BigIntegerField(default=0)
+    cost_usd = _usd()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "day", "agent_id", "environment", "state", "outcome", "department_id",
+                    "team_id",
+                ],
+                name="task_cost_daily_key",
+            ),
+        ]  # fmt: skip
+        indexes = [models.Index(fields=["department_id", "day"], name="task_cost_department")]
+
+    def __str__(self) -> str:
+        return f"{self.day} agent {self.agent_id} {self.state}: {self.runs} runs"
+
+
+class RollupCursor(models.Model):
+    """How far a rollup job has read (the minute job: runs ended up to ``position``)."""
+
+    name = models.CharField(max_length=40, unique=True)
+    position = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.position:%Y-%m-%d %H:%M:%S}"

@@ -19,35 +19,25 @@ at most every second), catalogue lookups for the life of the process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
 from django.utils import timezone
-from genai_prices import Usage, calc_price
+from genai_prices import Usage, data_snapshot
+from genai_prices.types import ModelInfo, TieredPrices
+from genai_prices.types import ModelPrice as CataloguePrice
 
 from apps.common import generation
+from apps.common.pricing import Cost, PriceSource
 
 PRICES_GENERATION = "model-prices"
 MILLION = Decimal(1_000_000)
 CENT_FRACTIONS = Decimal("0.000001")
+_ONE_MTOK = 1_000_000
 
-
-class PriceSource:
-    OVERRIDE = "override"
-    CATALOGUE = "catalogue"
-    UNPRICED = "unpriced"
-
-
-@dataclass(frozen=True, slots=True)
-class Cost:
-    usd: Decimal
-    source: str  # PriceSource
-
-    @property
-    def priced(self) -> bool:
-        return self.source != PriceSource.UNPRICED
+__all__ = ["Cost", "PriceSource", "bump_prices", "forget_prices", "model_cost"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +61,12 @@ def model_cost(
     cached = min(max(cached_tokens, 0), max(input_tokens, 0))
     uncached = max(input_tokens, 0) - cached
     output = max(output_tokens, 0)
-    rate = _override(provider, model, at or timezone.now())
+    when = at or timezone.now()
+    rate = _override(provider, model, when)
     if rate is not None:
         usd = (uncached * rate.input + cached * rate.cached_input + output * rate.output) / MILLION
         return Cost(usd.quantize(CENT_FRACTIONS), PriceSource.OVERRIDE)
-    catalogue = _catalogue_cost(model, provider, uncached + cached, output, cached)
+    catalogue = _catalogue_cost(model, provider, uncached + cached, output, cached, when)
     if catalogue is not None:
         return Cost(catalogue.quantize(CENT_FRACTIONS), PriceSource.CATALOGUE)
     worst_in = Decimal(str(settings.TETHER_UNPRICED_INPUT_PER_MTOK))
@@ -85,28 +76,68 @@ def model_cost(
 
 
 def _catalogue_cost(
-    model: str, provider: str, input_tokens: int, output_tokens: int, cached_tokens: int
+    model: str,
+    provider: str,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    at: datetime,
 ) -> Decimal | None:
-    if not _in_catalogue(model, provider):
+    found = _catalogue_model(model, provider)
+    if found is None:
         return None
-    usage = Usage(
-        input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_tokens
-    )
-    return calc_price(usage, model_ref=model, provider_id=provider or None).total_price
+    price = found.get_prices(at.astimezone(UTC))
+    rate = _flat_rate(price)
+    if rate is None:  # tiered: the package prices it
+        usage = Usage(
+            input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached_tokens
+        )
+        return price.calc_price(usage)["total_price"]
+    uncached = input_tokens - cached_tokens
+    return (
+        uncached * rate.input + cached_tokens * rate.cached_input + output_tokens * rate.output
+    ) / MILLION
 
 
 @lru_cache(maxsize=2048)
-def _in_catalogue(model: str, provider: str) -> bool:
-    """Whether the catalogue knows the model (a miss raises in the package, and is slow)."""
+def _catalogue_model(model: str, provider: str) -> ModelInfo | None:
+    """The catalogue's entry for the model (a miss raises in the package, and is slow)."""
     if not model:
-        return False
+        return None
     try:
-        calc_price(
-            Usage(input_tokens=0, output_tokens=0), model_ref=model, provider_id=provider or None
-        )
+        return data_snapshot.get_snapshot().find_provider_model(
+            model, None, provider or None, None
+        )[1]
     except LookupError:
-        return False
-    return True
+        return None
+
+
+_flat_rates: dict[int, tuple[CataloguePrice, _Rate | None]] = {}
+
+
+def _flat_rate(price: CataloguePrice) -> _Rate | None:
+    held = _flat_rates.get(id(price))  # the catalogue's prices live as long as the process
+    if held is None or held[0] is not price:
+        held = _flat_rates[id(price)] = (price, _linear(price))
+    return held[1]
+
+
+def _linear(price: CataloguePrice) -> _Rate | None:
+    """Per-MTok rates of a price with no tiers, so a span is priced with three products: the
+    package's own calculation costs some 60 µs a call, as much as storing the span. A price
+    with tiers (its rate depends on the tokens) has none; the package prices each call."""
+    if any(isinstance(value, TieredPrices) for value in vars(price).values()):
+        return None
+
+    def per_mtok(**tokens: int) -> Decimal:
+        return price.calc_price(Usage(**tokens))["total_price"]
+
+    return _Rate(
+        effective_from=datetime.min.replace(tzinfo=UTC),
+        input=per_mtok(input_tokens=_ONE_MTOK),
+        output=per_mtok(output_tokens=_ONE_MTOK),
+        cached_input=per_mtok(input_tokens=_ONE_MTOK, cache_read_tokens=_ONE_MTOK),
+    )
 
 
 # --- overrides, cached per process ------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any, ClassVar, cast
 
 from django import forms
@@ -37,6 +38,7 @@ from .constants import (
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, can_create_agent
+from .services import COST_PER_CALL_MAX
 from .validators import (
     BLAST_RADIUS_KEYS,
     RESERVED_SLUGS,
@@ -632,8 +634,8 @@ def _data_class_field() -> forms.ModelMultipleChoiceField:
 TOOL_DATA_FIELDS = (
     "name", "slug", "description", "owner", "risk_class", "actions", "capabilities",
     "prohibitions", "input_schema", "output_schema", "rate_limit_per_minute",
-    "approval_required", "reversible", "rollback_hint", "preview_format", "blast_radius",
-    "systems", "downstream_tools", "audit_event", "data_classes",
+    "cost_per_call_usd", "approval_required", "reversible", "rollback_hint", "preview_format",
+    "blast_radius", "systems", "downstream_tools", "audit_event", "data_classes",
 )  # fmt: skip
 
 # One text input per blast radius key (``blast_radius_money``); clean() assembles the dict.
@@ -690,6 +692,15 @@ class ToolForm(RegistryEntryForm):
         label="Rate limit (calls per minute)",
         help_text="Empty: no limit.",
     )
+    cost_per_call_usd = forms.DecimalField(
+        min_value=0,
+        max_value=COST_PER_CALL_MAX,
+        required=False,
+        initial=0,
+        label="Cost per call (USD)",
+        help_text="What one call costs, e.g. 0.002 for a paid lookup; 0 or empty: nothing. "
+        "Spend budgets count it. Rounded to six decimal places.",
+    )
     approval_required = forms.BooleanField(
         required=False, help_text="Every call waits for a person's approval."
     )
@@ -737,6 +748,11 @@ class ToolForm(RegistryEntryForm):
             self.fields["input_schema"].initial = {"type": "object", "properties": {}}
             self.fields["output_schema"].initial = {"type": "object"}
 
+    def clean_cost_per_call_usd(self) -> Decimal:
+        """Empty is no cost; the service rounds to the micro-dollar."""
+        value = self.cleaned_data.get("cost_per_call_usd")
+        return value if value is not None else Decimal(0)
+
     def blast_radius_fields(self) -> list[forms.BoundField]:
         """The four pointer inputs, in reading order, for the template."""
         return [self[f"blast_radius_{key}"] for key in BLAST_RADIUS_KEYS]
@@ -771,6 +787,7 @@ class ToolForm(RegistryEntryForm):
             "input_schema": tool.input_schema, "output_schema": tool.output_schema,
             "data_classes": [dc.slug for dc in tool.data_classes.all()],
             "rate_limit_per_minute": tool.rate_limit_per_minute,
+            "cost_per_call_usd": tool.cost_per_call_text,
             "approval_required": tool.approval_required, "reversible": tool.reversible,
             "rollback_hint": tool.rollback_hint, "audit_event": tool.audit_event,
             "preview_format": tool.preview_format,

@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import yaml
@@ -50,7 +51,7 @@ from .constants import (
     RiskClass,
 )
 from .models import Agent, DataClass, MemoryStore, Tool, ToolGrant
-from .snapshots import agent_spec, memory_store_spec, tool_spec
+from .snapshots import agent_spec, memory_store_spec, tool_spec, usd_number
 from .validators import validate_webhook_secret, validate_webhook_url
 
 API_VERSION = "tether/v1"
@@ -402,6 +403,7 @@ TOOL_SPEC: dict[str, tuple[str, Any]] = {
     "prohibitions": ("text", ""),
     "data_classes": ("text_list", []),
     "rate_limit_per_minute": ("int_or_null", None),
+    "cost_per_call_usd": ("number", 0),
     "approval_required": ("bool", False),
     "reversible": ("bool", True),
     "rollback_hint": ("text", ""),
@@ -842,7 +844,8 @@ _TOOL_MODEL_FIELDS = {
     key: f"spec.{key}"
     for key in (
         "description", "risk_class", "actions", "capabilities", "prohibitions",
-        "rate_limit_per_minute", "approval_required", "reversible", "rollback_hint",
+        "rate_limit_per_minute", "cost_per_call_usd", "approval_required", "reversible",
+        "rollback_hint",
         "preview_format", "blast_radius", "systems", "downstream_tools", "audit_event",
         "input_schema", "output_schema",
     )
@@ -877,7 +880,36 @@ def _model_values(entry: ManifestEntry) -> dict[str, tuple[Any, str]]:
         mapping = _TOOL_MODEL_FIELDS if entry.kind == KIND_TOOL else _STORE_MODEL_FIELDS
         for model_field, path in mapping.items():
             values[model_field] = (spec.get(model_field), path)
+        if entry.kind == KIND_TOOL:
+            # As the service stores it; None (skipped) when it is wrong, which is reported by
+            # _check_cost_per_call in the service's own words.
+            values["cost_per_call_usd"] = (_cost_per_call(entry), "spec.cost_per_call_usd")
     return values
+
+
+def _cost_per_call(entry: ManifestEntry) -> Decimal | None:
+    """A Tool's cost per call as a Decimal of the number written (``Decimal(str(0.1))`` is
+    exactly 0.1, where ``Decimal(0.1)`` is not), parsed as the service parses it; None when the
+    value is of the wrong type or out of range."""
+    value = entry.spec.get("cost_per_call_usd")
+    if value is None:
+        return None
+    try:
+        return services.cost_per_call(Decimal(str(value)))
+    except ApplicationError:
+        return None
+
+
+def _check_cost_per_call(entry: ManifestEntry, reader: _Reader) -> None:
+    """What the service refuses of a cost per call (negative, too large), reported at its key."""
+    value = entry.spec.get("cost_per_call_usd")
+    if value is None:  # missing takes the default; a wrong type was reported already
+        return
+    try:
+        services.cost_per_call(Decimal(str(value)))
+    except ApplicationError as exc:
+        for message in (exc.details or {}).get("cost_per_call_usd", [exc.message]):
+            reader.problem(entry.doc, entry.kind, entry.slug, "spec.cost_per_call_usd", message)
 
 
 def _check_model_fields(entry: ManifestEntry, reader: _Reader) -> None:
@@ -1142,6 +1174,9 @@ def _desired(entry: ManifestEntry, current: dict[str, Any] | None, actor: User) 
         desired["memory"] = _strip(desired.get("memory") or [])
     else:
         desired["data_classes"] = sorted(desired.get("data_classes") or [])
+    if entry.kind == KIND_TOOL:
+        cost = _cost_per_call(entry)  # checked already: never None here
+        desired["cost_per_call_usd"] = usd_number(cost if cost is not None else 0)
     return desired
 
 
@@ -1223,6 +1258,8 @@ def _apply_entry(entry: ManifestEntry, instance: Model | None, actor: User) -> T
 
     if entry.kind == KIND_TOOL:
         data.update({key: spec[key] for key in _TOOL_MODEL_FIELDS})
+        # A Decimal of the number as written, so 0.1 stays exactly 0.1 (the service rounds it).
+        data["cost_per_call_usd"] = Decimal(str(spec["cost_per_call_usd"]))
         data["data_classes"] = spec.get("data_classes") or []
         wanted = data["downstream_tools"]
         registered = set(
@@ -1340,6 +1377,8 @@ def _read_all(
         _check_model_fields(entry, reader)
         if entry.kind == KIND_AGENT:
             _check_shutdown_webhook(entry, reader)
+        if entry.kind == KIND_TOOL:
+            _check_cost_per_call(entry, reader)
         _check_references(entry, catalogue, reader)
         _check_visibility(entry, actor, reader)
     return entries

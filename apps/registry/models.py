@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -226,6 +227,14 @@ class Tool(models.Model):
     )
     data_classes = models.ManyToManyField(DataClass, blank=True, related_name="tools")
     rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    cost_per_call_usd = models.DecimalField(
+        "cost per call (USD)",
+        max_digits=12,
+        decimal_places=6,
+        default=Decimal(0),
+        help_text="What one call of the tool costs, in US dollars (a paid API, a lookup "
+        "service); 0 when a call costs nothing. Spend budgets count it.",
+    )
     approval_required = models.BooleanField(
         default=False, help_text="Every call waits for a person's approval."
     )
@@ -266,6 +275,11 @@ class Tool(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(cost_per_call_usd__gte=0), name="tool_cost_per_call_not_negative"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -274,6 +288,11 @@ class Tool(models.Model):
         from django.urls import reverse
 
         return reverse("registry:tool-detail", args=[self.slug])
+
+    @property
+    def cost_per_call_text(self) -> str:
+        """The cost per call without trailing zeros: ``0.002``, ``1.5``, ``0``."""
+        return format(Decimal(str(self.cost_per_call_usd)).normalize(), "f")
 
     @property
     def is_ungated_critical(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -87,6 +88,7 @@ TOOL_FIELDS = (
     "input_schema",
     "output_schema",
     "rate_limit_per_minute",
+    "cost_per_call_usd",
     "approval_required",
     "reversible",
     "rollback_hint",
@@ -97,6 +99,11 @@ TOOL_FIELDS = (
     "audit_event",
 )
 MEMORY_STORE_FIELDS = ("name", "slug", "description", "store_class", "retention_days", "owner")
+
+# A tool's cost per call, in US dollars: kept to the micro-dollar (the column's six places), and
+# no more than this, which no single call of a real tool comes near (a typo guard, not a price).
+COST_PER_CALL_MAX = Decimal(999_999)
+COST_PER_CALL_PLACES = Decimal("0.000001")
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -557,6 +564,39 @@ def agent_apply(
 # --- tools and memory stores -----------------------------------------------------------------
 
 
+def cost_per_call(value: Any) -> Decimal:
+    """A tool's cost per call as it is stored: a finite number of US dollars from 0 to
+    ``COST_PER_CALL_MAX``, rounded to six places. Anything else is an ApplicationError naming
+    the field, so the console, the API and a manifest all answer it with a 4xx, never a 500."""
+
+    def refuse(message: str) -> ApplicationError:
+        return ApplicationError(
+            f"cost_per_call_usd: {message}", details={"cost_per_call_usd": [message]}
+        )
+
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise refuse("Give the cost per call as a number of US dollars, e.g. 0.002.")
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError) as exc:  # ValueError: an int too long to print
+        raise refuse("Give the cost per call as a number of US dollars, e.g. 0.002.") from exc
+    if not amount.is_finite():
+        raise refuse("The cost per call must be a finite number of US dollars.")
+    if amount < 0:
+        raise refuse("The cost per call cannot be negative; use 0 for a tool that costs nothing.")
+    if amount > COST_PER_CALL_MAX:
+        raise refuse(f"The cost per call may be at most {COST_PER_CALL_MAX:,} US dollars.")
+    # copy_abs: "-0" is no cost, not a negative one.
+    return amount.quantize(COST_PER_CALL_PLACES, rounding=ROUND_HALF_UP).copy_abs()
+
+
+def _tool_data(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The tool fields with the cost per call parsed (see :func:`cost_per_call`)."""
+    if "cost_per_call_usd" not in data:
+        return data
+    return {**data, "cost_per_call_usd": cost_per_call(data["cost_per_call_usd"])}
+
+
 def _catalog_write(
     *,
     actor: User,
@@ -566,11 +606,13 @@ def _catalog_write(
     kind: str,
     spec: Any,
     rules: Callable[[User, Any], None] | None = None,
+    prepare: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
 ) -> Any:
     """Create or update a tool or memory store (they share their permission and audit rules).
 
-    ``rules(actor, instance)`` checks what the field validators cannot (other rows), once the
-    actor may write and the fields are valid."""
+    ``prepare(data)`` parses values the model field would take less kindly, once the actor may
+    write; ``rules(actor, instance)`` checks what the field validators cannot (other rows), once
+    the fields are valid."""
     creating = instance.pk is None
     model = type(instance)
     if creating:
@@ -582,6 +624,8 @@ def _catalog_write(
             f"Only the {kind}'s owner or an admin can change it.",
         )
         before = {"name": instance.name, **spec(instance)}
+    if prepare is not None:
+        data = prepare(data)
     if creating and "owner" not in data:
         instance.owner = actor
     if "owner" in data and data["owner"] != instance.owner:
@@ -649,7 +693,7 @@ def _check_downstream_tools(actor: User, tool: Tool) -> None:
 def tool_create(*, actor: User, data: Mapping[str, Any]) -> Tool:
     return _catalog_write(
         actor=actor, instance=Tool(), data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec,
-        rules=_check_downstream_tools,
+        rules=_check_downstream_tools, prepare=_tool_data,
     )  # fmt: skip
 
 
@@ -657,7 +701,7 @@ def tool_create(*, actor: User, data: Mapping[str, Any]) -> Tool:
 def tool_update(*, actor: User, tool: Tool, data: Mapping[str, Any]) -> Tool:
     return _catalog_write(
         actor=actor, instance=tool, data=data, fields=TOOL_FIELDS, kind="tool", spec=tool_spec,
-        rules=_check_downstream_tools,
+        rules=_check_downstream_tools, prepare=_tool_data,
     )  # fmt: skip
 
 

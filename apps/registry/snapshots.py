@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from decimal import Decimal
 from typing import Any
 
 from .models import Agent, MemoryStore, Tool
@@ -100,6 +101,15 @@ def blast_radius_spec(pointers: Any) -> dict[str, Any]:
     }
 
 
+def usd_number(amount: Any) -> int | float:
+    """An amount of US dollars as a manifest writes it: a whole number as an int, anything else
+    as the decimal without trailing zeros, as a float. A cost per call has at most six places
+    and twelve digits, which a float holds exactly enough to read back the same, so export →
+    apply → export keeps the same bytes."""
+    normal = Decimal(str(amount)).normalize()
+    return int(normal) if normal == normal.to_integral_value() else float(normal)
+
+
 def tool_spec(tool: Tool) -> dict[str, Any]:
     return {
         "description": tool.description,
@@ -110,6 +120,7 @@ def tool_spec(tool: Tool) -> dict[str, Any]:
         "prohibitions": tool.prohibitions,
         "data_classes": sorted(dc.slug for dc in tool.data_classes.all()),
         "rate_limit_per_minute": tool.rate_limit_per_minute,
+        "cost_per_call_usd": usd_number(tool.cost_per_call_usd),
         "approval_required": tool.approval_required,
         "reversible": tool.reversible,
         "rollback_hint": tool.rollback_hint,

@@ -39,6 +39,7 @@ from apps.approvals.models import ApprovalRequest
 from apps.audit.services import Actor, audit_record
 from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotFound
+from apps.common.pricing import model_cost
 from apps.common.request_context import get_request_id
 from apps.killswitch.constants import MemoryReads
 from apps.killswitch.freeze import frozen_reads
@@ -129,6 +130,7 @@ class ToolContract:
     risk_class: str
     approval_required: bool
     rate_limit_per_minute: int | None
+    cost_per_call_usd: Decimal  # what a spend budget is charged per call; 0 charges nothing
     data_classes: tuple[str, ...]
     validator: Draft202012Validator
 
@@ -156,6 +158,7 @@ def _tool_contract(slug: str) -> ToolContract | None:
                 risk_class=tool.risk_class,
                 approval_required=tool.approval_required,
                 rate_limit_per_minute=tool.rate_limit_per_minute,
+                cost_per_call_usd=tool.cost_per_call_usd,
                 data_classes=tuple(sorted(dc.slug for dc in tool.data_classes.all())),
                 validator=Draft202012Validator(tool.input_schema or {}),
             )
@@ -415,6 +418,8 @@ def _tool_invoke(run: Run, request: DecisionRequest) -> Outcome:
         BudgetKind.RISK: (RISK_WEIGHTS[tool.risk_class], "fixed", ""),
         BudgetKind.SCOPE: (1, "distinct", tool.slug),
         BudgetKind.RETRIES: (1, "repeat", ""),
+        # The tool's declared cost per call; a free tool's 0 is no charge (see _reserve).
+        BudgetKind.SPEND: (float(tool.cost_per_call_usd), "fixed", ""),
     }
     outcome = _reserve(run, guards, amounts, policy.policies, key=request.idempotency_key)
     if approved is not None and outcome.disposition == Disposition.ALLOW:
@@ -578,9 +583,17 @@ def _model_call(run: Run, request: DecisionRequest) -> Outcome:
     if not policy.allowed:
         return _deny(Reason.POLICY_DENIED, _policy_text(policy), policies=policy.policies)
     tokens = request.estimated_input_tokens + request.estimated_output_tokens
+    # Spend is reserved at Tether's price of the estimate (the price finance sees; an unpriced
+    # model at the worst case), or the agent's own estimate where that is higher.
+    priced = model_cost(
+        model=request.model,
+        input_tokens=request.estimated_input_tokens,
+        output_tokens=request.estimated_output_tokens,
+    ).usd
+    spend = max(priced, request.estimated_cost_usd or Decimal(0))
     amounts: dict[str, tuple[float, str, str]] = {
         BudgetKind.TOKENS: (tokens, "fixed", ""),
-        BudgetKind.SPEND: (float(request.estimated_cost_usd or 0), "fixed", ""),
+        BudgetKind.SPEND: (float(spend), "fixed", ""),
     }
     return _reserve(
         run, [], amounts, policy.policies, key=request.idempotency_key, model=request.model
@@ -1185,9 +1198,19 @@ def spool_replay() -> int:
 
 @transaction.atomic
 def usage_reconcile(
-    *, run: Run, decision_id: int, input_tokens: int, output_tokens: int, cost_usd: Decimal | None
+    *,
+    run: Run,
+    decision_id: int,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    provider: str = "",
 ) -> dict[str, Any]:
-    """Replace a model call's estimated tokens and spend by what it really used."""
+    """Replace a model call's estimated tokens and spend by what it really used.
+
+    The spend is Tether's price of the tokens (apps/costs/prices.py), the same price that
+    costs the call's spans for finance; an unpriced model is charged at the worst case.
+    """
     decision = Decision.objects.select_for_update().filter(pk=decision_id, run=run).first()
     if decision is None:
         raise NotFound("No such decision in this run.")
@@ -1199,9 +1222,17 @@ def usage_reconcile(
     entries = list(decision.ledger.select_related("budget"))
     if any(e.reconciliation for e in entries):
         raise Conflict("Usage for this decision was already reported.")
+    cost = model_cost(
+        model=decision.modified_model or decision.target,
+        provider=provider,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached_tokens,
+        at=decision.created_at,
+    )
     actual: dict[str, Decimal | None] = {
         BudgetKind.TOKENS: Decimal(input_tokens + output_tokens),
-        BudgetKind.SPEND: cost_usd,
+        BudgetKind.SPEND: cost.usd,
     }
     for entry in entries:
         real = actual.get(entry.budget.kind)

@@ -142,6 +142,10 @@ class Span(models.Model):
     resource = JSONTextField(default=dict, blank=True)
     events = JSONTextField(default=list, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Priced as it is stored (apps/traces/costing.py): a model call at its model's price then,
+    # a tool call at its tool's cost per call; empty for spans that cost nothing themselves.
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    cost_source = models.CharField(max_length=9, blank=True)
 
     class Meta:
         ordering = ["start_time"]

@@ -52,6 +52,8 @@ class StoredSpan(Protocol):
     def input_tokens(self) -> int | None: ...
     @property
     def output_tokens(self) -> int | None: ...
+    @property
+    def cost_usd(self) -> Decimal | None: ...
 
 
 @dataclass
@@ -71,8 +73,8 @@ class _Rollup:
     cost_usd: Decimal | None = None
 
 
-def _collect(spans: Iterable[StoredSpan], costs: dict[int, Decimal]) -> dict[str, _Rollup]:
-    """Sum the spans per trace. ``costs`` maps ``id(span)`` to its priced cost, if any."""
+def _collect(spans: Iterable[StoredSpan]) -> dict[str, _Rollup]:
+    """Sum the spans per trace."""
     rollups: dict[str, _Rollup] = {}
     for span in spans:
         is_root = not span.parent_span_id
@@ -100,7 +102,7 @@ def _collect(spans: Iterable[StoredSpan], costs: dict[int, Decimal]) -> dict[str
         rollup.error_count += span.status == SpanStatus.ERROR
         rollup.input_tokens += span.input_tokens or 0
         rollup.output_tokens += span.output_tokens or 0
-        cost = costs.get(id(span))
+        cost = span.cost_usd
         if cost is not None:
             rollup.cost_usd = (rollup.cost_usd or Decimal(0)) + cost
     return rollups
@@ -170,13 +172,13 @@ def _upsert_sql(rows: int) -> str:
 UPSERT_BATCH = 200
 
 
-def traces_merge(spans: Iterable[StoredSpan], *, costs: dict[int, Decimal] | None = None) -> int:
+def traces_merge(spans: Iterable[StoredSpan]) -> int:
     """Merge stored spans into their traces' rollups; call it in the spans' transaction.
 
     Pass only spans that were really inserted (a retried export's duplicates must not count
     twice). Returns how many traces were touched.
     """
-    rollups = _collect(spans, costs or {})
+    rollups = _collect(spans)
     if not rollups:
         return 0
     now = timezone.now()

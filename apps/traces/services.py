@@ -23,11 +23,13 @@ from apps.common.errors import ApplicationError, NotPermitted
 from apps.common.tokens import IssuedToken, digest_matches, issue_token, parse_lookup
 from apps.registry.constants import Environment
 from apps.registry.models import Agent
+from apps.registry.tool_costs import tool_costs
 from apps.runtime.models import AgentCredential, Run
 from apps.runtime.services import LAST_USED_RESOLUTION, Unauthenticated
 
-from . import live, partitions
+from . import hooks, live, partitions
 from .constants import INGEST_KEY_KIND, INGEST_KEY_NAME_MAX, MESSAGE_MAX
+from .costing import span_cost
 from .models import IngestKey, LegalHold, UnregisteredAgent
 from .otlp import SpanRecord, SpanRejected, attributes_dict, map_span, resource_facts
 from .rollups import traces_merge
@@ -39,7 +41,7 @@ REASONS_SHOWN = 5
 ANONYMOUS_SENDER = "unknown_service"
 _new_row = tuple.__new__
 assert (
-    SpanRecord._fields[:5] + SpanRecord._fields[9:] == SpanRow._fields[:5] + SpanRow._fields[12:-1]
+    SpanRecord._fields[:5] + SpanRecord._fields[9:] == SpanRow._fields[:5] + SpanRow._fields[12:-3]
 )
 
 
@@ -129,6 +131,7 @@ def spans_ingest(
     with transaction.atomic():
         inserted = spans_insert(rows)
         traces_merge(inserted)
+        hooks.spans_stored(inserted)
         seen: Counter[str] = Counter()
         seen_env: dict[str, str] = {}
         for row in inserted:
@@ -159,6 +162,7 @@ def _rows(
     credential_pk = credential.pk if credential else None
     ingest_key_pk = ingest_key.pk if ingest_key else None
     received_at = timezone.now()
+    tools = tool_costs()
     # Spans of one export name few distinct agents: resolve each identity once.
     resolved: dict[tuple[str, str, str], tuple[int | None, str, bool]] = {}
     rows: list[SpanRow] = []
@@ -186,6 +190,7 @@ def _rows(
                 record.environment or default_environment,
                 *record[9:],  # service_name ... events
                 received_at,
+                *span_cost(record, tools),
             ),
         )
         rows.append(row)

@@ -23,6 +23,7 @@ are read first and the rest inserted with ``bulk_create``.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple
 from uuid import UUID
 
@@ -78,6 +79,8 @@ class SpanRow(NamedTuple):
     resource: dict[str, Any]
     events: list[dict[str, Any]]
     received_at: datetime
+    cost_usd: Decimal | None
+    cost_source: str
 
     @property
     def key(self) -> tuple[str, str, datetime]:
@@ -100,6 +103,7 @@ _PG_TYPES = {
     "start_time": "timestamptz",
     "end_time": "timestamptz",
     "received_at": "timestamptz",
+    "cost_usd": "numeric",
     "arguments": "text",
     "result": "text",
     **dict.fromkeys(_JSON, "text"),  # JSON as text (apps/traces/fields.py)

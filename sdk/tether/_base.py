@@ -556,7 +556,12 @@ class RunBase:
 
     @staticmethod
     def _usage_body(
-        decision: Decision | int, input_tokens: int, output_tokens: int, cost_usd: float | None
+        decision: Decision | int,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float | None,
+        cached_tokens: int = 0,
+        provider: str = "",
     ) -> dict[str, Any] | None:
         decision_id = decision.id if isinstance(decision, Decision) else decision
         if decision_id is None:
@@ -569,6 +574,10 @@ class RunBase:
         }
         if cost_usd is not None:
             body["cost_usd"] = cost_usd
+        if cached_tokens:
+            body["cached_tokens"] = cached_tokens
+        if provider:
+            body["provider"] = provider
         return body
 
     @staticmethod

@@ -331,8 +331,13 @@ class AsyncRun(RunBase):
         input_tokens: int,
         output_tokens: int,
         cost_usd: float | None = None,
+        *,
+        cached_tokens: int = 0,
+        provider: str = "",
     ) -> dict[str, Budget] | None:
-        body = self._usage_body(decision, input_tokens, output_tokens, cost_usd)
+        body = self._usage_body(
+            decision, input_tokens, output_tokens, cost_usd, cached_tokens, provider
+        )
         if body is None:
             return None
         try:

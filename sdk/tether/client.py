@@ -363,13 +363,22 @@ class Run(RunBase):
         input_tokens: int,
         output_tokens: int,
         cost_usd: float | None = None,
+        *,
+        cached_tokens: int = 0,
+        provider: str = "",
     ) -> dict[str, Budget] | None:
         """Reconcile a model call's reservation with what it used; returns the budgets.
+
+        Tether prices the tokens itself (``cached_tokens``: of the input, those read from the
+        provider's prompt cache), so spend budgets charge what finance sees; ``cost_usd`` is
+        sent for the record and not used.
 
         The step already happened, so a failure here is logged, not raised (the reservation
         made at decision time still counts against the budgets); ``None`` is returned.
         """
-        body = self._usage_body(decision, input_tokens, output_tokens, cost_usd)
+        body = self._usage_body(
+            decision, input_tokens, output_tokens, cost_usd, cached_tokens, provider
+        )
         if body is None:
             return None
         try:

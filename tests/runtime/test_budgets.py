@@ -56,9 +56,7 @@ def test_model_call_reserves_its_estimate_and_reconciles_to_what_it_used(setup):
     first = decide(run=run, request=estimate)
     assert first.disposition == "allow"
     assert first.budgets["tokens"]["used"] == 600
-    budgets = usage_reconcile(
-        run=run, decision_id=first.pk, input_tokens=100, output_tokens=50, cost_usd=None
-    )
+    budgets = usage_reconcile(run=run, decision_id=first.pk, input_tokens=100, output_tokens=50)
     assert budgets["tokens"]["used"] == 150
     assert decide(run=run, request=estimate).disposition == "allow"  # 750 of 1000
     assert decide(run=run, request=estimate).reasons == ["budget_exhausted"]

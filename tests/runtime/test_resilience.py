@@ -204,9 +204,7 @@ def test_usage_reconciled_while_the_counter_is_lost_is_counted_once_it_is_rebuil
     private_redis.kill()
     private_redis.start()
     # The correction (-450) is not added to an absent key; the ledger holds it.
-    usage_reconcile(
-        run=run, decision_id=first.pk, input_tokens=100, output_tokens=50, cost_usd=None
-    )
+    usage_reconcile(run=run, decision_id=first.pk, input_tokens=100, output_tokens=50)
     second = decide(run=run, request=estimate)
     assert (second.disposition, second.budgets["tokens per run"]["used"]) == ("allow", 750)
     assert decide(run=run, request=estimate).reasons == ["budget_exhausted"]

@@ -240,9 +240,14 @@ def test_report_usage_reconciles_the_decision_and_returns_the_budgets(client, fa
     with client.run("Triage") as run:
         reserved = run.check_model("large-model", 1200, 300)
         budgets = run.report_usage(reserved, 1100, 250, cost_usd=0.25)
+        run.report_usage(reserved, 1100, 250, cached_tokens=1000, provider="openai")
     assert fake.sent("usage/") == [
-        {"decision": 7, "input_tokens": 1100, "output_tokens": 250, "cost_usd": 0.25}
-    ]
+        {"decision": 7, "input_tokens": 1100, "output_tokens": 250, "cost_usd": 0.25},
+        {
+            "decision": 7, "input_tokens": 1100, "output_tokens": 250, "cached_tokens": 1000,
+            "provider": "openai",
+        },
+    ]  # fmt: skip
     assert budgets == {"spend": tether.Budget(limit=5.0, used=0.25, remaining=4.75)}
 
 

@@ -188,7 +188,8 @@ def test_the_json_timeline_lists_every_step_with_its_payloads(org, run) -> None:
     assert data["run"]["url"].endswith(f"/api/v1/runs/{run.pk}/timeline/")
     assert data["totals"] == {
         "spans": 4, "errors": 1, "decisions": 2, "denials": 1,
-        "input_tokens": 1200, "output_tokens": 80, "cost_usd": None,
+        # gpt-4o at the catalogue's $2.50 in / $10 out per million tokens
+        "input_tokens": 1200, "output_tokens": 80, "cost_usd": "0.003800",
     }  # fmt: skip
     assert [s["number"] for s in data["steps"]] == list(range(1, 11))
     tool = next(s for s in data["steps"] if s["phase"] == "Tool call")

@@ -36,6 +36,7 @@ from ..constants import (
     RiskClass,
 )
 from ..models import DataClass
+from ..services import COST_PER_CALL_MAX
 from ..snapshots import blast_radius_spec, shutdown_spec
 from ..validators import BLAST_RADIUS_KEYS, WEBHOOK_SECRET_MAX, validate_webhook_url
 
@@ -398,6 +399,12 @@ class ToolOutputSerializer(serializers.Serializer):
     prohibitions = serializers.CharField()
     data_classes = DataClassSlugsField()
     rate_limit_per_minute = serializers.IntegerField(allow_null=True)
+    cost_per_call_usd = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=6,
+        normalize_output=True,
+        help_text='What one call costs in US dollars, as a decimal string: "0.002"; "0" for none.',
+    )
     approval_required = serializers.BooleanField()
     reversible = serializers.BooleanField()
     rollback_hint = serializers.CharField()
@@ -433,6 +440,13 @@ class ToolInputSerializer(StrictSerializer):
     rate_limit_per_minute = serializers.IntegerField(
         min_value=0, max_value=INT_MAX, allow_null=True, required=False
     )
+    # No precision limits here: the service rounds to six places, whatever a client sends.
+    cost_per_call_usd = serializers.DecimalField(
+        max_digits=None, decimal_places=None, min_value=0, max_value=COST_PER_CALL_MAX,
+        required=False,
+        help_text="What one call costs in US dollars, a number or a decimal string (0.002); "
+        "0 for none. Rounded to six places; spend budgets count it.",
+    )  # fmt: skip
     approval_required = serializers.BooleanField(required=False)
     reversible = serializers.BooleanField(required=False)
     rollback_hint = StrictCharField(max_length=500, required=False, allow_blank=True)

@@ -192,6 +192,20 @@ class UsageInput(StrictSerializer):
     decision = serializers.IntegerField(min_value=1)
     input_tokens = serializers.IntegerField(min_value=0, max_value=10**8)
     output_tokens = serializers.IntegerField(min_value=0, max_value=10**8)
+    cached_tokens = serializers.IntegerField(
+        min_value=0,
+        max_value=10**8,
+        required=False,
+        default=0,
+        help_text="Of the input tokens, those read from the provider's prompt cache.",
+    )
+    provider = StrictCharField(max_length=100, required=False, default="")
     cost_usd = serializers.DecimalField(
-        max_digits=12, decimal_places=6, min_value=0, required=False, allow_null=True
+        max_digits=12,
+        decimal_places=6,
+        min_value=0,
+        required=False,
+        allow_null=True,
+        help_text="Accepted and not used: Tether prices the tokens itself, so the budgets "
+        "charge what finance sees.",
     )

@@ -127,6 +127,7 @@ class UsageApi(_RunTokenApi):
             decision_id=data["decision"],
             input_tokens=data["input_tokens"],
             output_tokens=data["output_tokens"],
-            cost_usd=data.get("cost_usd"),
+            cached_tokens=data["cached_tokens"],
+            provider=data["provider"],
         )
         return Response({"reconciled": True, "budgets": budgets})
