@@ -1,17 +1,167 @@
-"""The model prices page: the negotiated overrides over the catalogue, and adding one."""
+"""The finance console (spend by department, agent, model; budgets; chargeback export) and the
+model prices page. The figures come from apps/costs/dashboard.py; views parse and render."""
 
 from __future__ import annotations
 
+import csv
+from typing import Any
+
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET
 
 from apps.accounts.permissions import scope_of
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
+from apps.registry.selectors import agent_get
 
-from . import selectors, services
-from .forms import ModelPriceForm
+from . import dashboard, selectors, services
+from .forms import DEFAULT_PERIOD, ChargebackForm, CostFilterForm, ModelPriceForm
+
+CHARGEBACK_COLUMNS = [
+    "kind", "month", "department", "team", "agent", "business_process", "environment",
+    "provider", "model", "priced_from", "calls", "cost_usd",
+]  # fmt: skip
+
+
+def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def _csv(filename: str, columns: list[str], rows: list[list[Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(columns)
+    writer.writerows([["" if v is None else v for v in row] for row in rows])
+    return response
+
+
+def _chart_export(request: HttpRequest, charts: list[dashboard.Chart], stem: str) -> HttpResponse:
+    key = request.GET.get("export", "")
+    chart = next((c for c in charts if c.key == key), None)
+    if chart is None:
+        known = ", ".join(c.key for c in charts)
+        return _error(request, 400, f"No chart {key[:40]!r} to export; these are: {known}.")
+    return _csv(f"{stem}-{chart.key}.csv", chart.columns, chart.rows)
+
+
+def _with_default_period(request: HttpRequest) -> dict[str, str]:
+    return {"period": DEFAULT_PERIOD, **request.GET.dict()}
+
+
+@role_required
+@require_GET
+def finance(request: HttpRequest) -> HttpResponse:
+    """Spend per department over time, top agents, models, cost per task, budget burn."""
+    user = current_user(request)
+    departments = dashboard.cost_departments(user=user)
+    form = CostFilterForm(_with_default_period(request), departments=departments)
+    if not form.is_valid():
+        context = {"section": "costs", "form": form, "overview": None}
+        return render(request, "costs/finance.html", context, status=400)
+    filters = form.filters()
+    overview = dashboard.finance_overview(user=user, filters=filters)
+    if "export" in request.GET:
+        return _chart_export(request, overview.charts, f"costs-{filters.start}-{filters.end}")
+    context = {
+        "section": "costs",
+        "form": form,
+        "overview": overview,
+        "query": request.GET.urlencode(),
+        "chargeback_form": ChargebackForm(
+            initial={
+                "month": f"{filters.end:%Y-%m}",
+                "department": form.data.get("department", ""),
+            },
+            departments=departments,
+        ),
+    }
+    return render(request, "costs/finance.html", context)
+
+
+@role_required
+@require_GET
+def agent_costs(request: HttpRequest, slug: str) -> HttpResponse:
+    """One agent's spend over the period, by model, and its runs with what each cost."""
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    form = CostFilterForm(_with_default_period(request), departments=[], with_department=False)
+    if not form.is_valid():
+        context = {"section": "costs", "form": form, "agent": agent, "costs": None}
+        return render(request, "costs/agent.html", context, status=400)
+    filters = form.filters()
+    costs = dashboard.agent_costs(user=user, agent=agent, filters=filters)
+    if "export" in request.GET:
+        return _chart_export(
+            request, costs.charts, f"costs-{agent.slug}-{filters.start}-{filters.end}"
+        )
+    context = {
+        "section": "costs",
+        "form": form,
+        "agent": agent,
+        "costs": costs,
+        "query": request.GET.urlencode(),
+    }
+    return render(request, "costs/agent.html", context)
+
+
+@role_required
+@require_GET
+def chargeback(request: HttpRequest) -> HttpResponse:
+    """One month's spend per department, line by line, as CSV or JSON."""
+    user = current_user(request)
+    form = ChargebackForm(request.GET, departments=dashboard.cost_departments(user=user))
+    if not form.is_valid():
+        problems = "; ".join(
+            f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()
+        )
+        return _error(request, 400, f"The chargeback export needs a month: {problems}")
+    department = form.departments.get(form.cleaned_data["department"] or "")
+    month = form.cleaned_data["month"]
+    report = dashboard.chargeback(user=user, month=month, department=department)
+    stem = f"chargeback-{month:%Y-%m}" + (f"-{department.slug}" if department else "")
+    if form.cleaned_data.get("format") == "json":
+        response = JsonResponse(_chargeback_json(report), json_dumps_params={"indent": 2})
+        response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
+        return response
+    rows: list[list[Any]] = []
+    for name, total, lines in report.departments:
+        for line in lines:
+            rows.append([
+                "line", f"{month:%Y-%m}", line.department, line.team, line.agent,
+                line.business_process, line.environment, line.provider, line.model, line.source,
+                line.calls, line.cost_usd,
+            ])  # fmt: skip
+        calls = sum(line.calls for line in lines)
+        rows.append(["department_total", f"{month:%Y-%m}", name, *[""] * 7, calls, total])
+    return _csv(f"{stem}.csv", CHARGEBACK_COLUMNS, rows)
+
+
+def _chargeback_json(report: dashboard.Chargeback) -> dict[str, Any]:
+    return {
+        "month": f"{report.month:%Y-%m}",
+        "currency": "USD",
+        "total_usd": str(report.total),
+        "departments": [
+            {
+                "department": name,
+                "total_usd": str(total),
+                "lines": [
+                    {
+                        "team": line.team, "agent": line.agent,
+                        "business_process": line.business_process,
+                        "environment": line.environment, "provider": line.provider,
+                        "model": line.model, "priced_from": line.source, "calls": line.calls,
+                        "cost_usd": str(line.cost_usd),
+                    }
+                    for line in lines
+                ],
+            }
+            for name, total, lines in report.departments
+        ],
+    }  # fmt: skip
 
 
 @role_required
