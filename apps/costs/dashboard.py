@@ -69,6 +69,14 @@ class Chart:
     figure: dict[str, Any] = field(default_factory=dict)
     empty: str = "No spend in this period."
     note: str = ""
+    # Per row, the slug of the agent it is about (its costs page is one click away), or "".
+    agent_slugs: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> list[tuple[str, list[Any]]]:
+        """(agent slug or "", row) for each row: what the table view draws."""
+        slugs = self.agent_slugs or [""] * len(self.rows)
+        return list(zip(slugs, self.rows, strict=True))
 
 
 @dataclass
@@ -198,7 +206,7 @@ def _over_time(user: User, filters: Filters, names: dict[int, str]) -> Chart:
         note=f"Anomaly: a day above the median of the {ANOMALY_LOOKBACK_DAYS} days before it "
         f"by more than {ANOMALY_SIGMAS:g} robust standard deviations.",
     )
-    chart.figure = _figure(traces, chart, x_title="Day (UTC)", y_title="US dollars")
+    chart.figure = _figure(traces, x_title="Day (UTC)", y_title="US dollars")
     return chart
 
 
@@ -249,6 +257,7 @@ def _top_agents(user: User, spend: QuerySet[CostDaily]) -> Chart:
         unit="US dollars in the period",
         columns=["Agent", "Cost (USD)", "Calls", "Slug"],
         rows=rows,
+        agent_slugs=[row[3] for row in rows],
     )
     bars = list(reversed(rows))
     chart.figure = _figure(
@@ -258,7 +267,7 @@ def _top_agents(user: User, spend: QuerySet[CostDaily]) -> Chart:
             "customdata": [r[3] for r in bars],
             "hovertemplate": "%{y}: $%{x:,.2f}<extra></extra>",
         }],
-        chart, x_title="US dollars", y_title="", legend=False,
+        x_title="US dollars", y_title="", legend=False,
     )  # fmt: skip
     return chart
 
@@ -290,7 +299,7 @@ def _by_model(spend: QuerySet[CostDaily]) -> Chart:
             "y": [float(r[3]) for r in mine],
             "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + provider + "</extra>",
         })  # fmt: skip
-    chart.figure = _figure(traces, chart, x_title="Model", y_title="US dollars")
+    chart.figure = _figure(traces, x_title="Model", y_title="US dollars")
     return chart
 
 
@@ -332,7 +341,7 @@ def _per_task(user: User, filters: Filters, names: dict[int, str]) -> Chart:
             {"type": "bar", "name": "Per task", "x": [r[0] for r in rows],
              "y": [float(r[4]) if r[4] is not None else None for r in rows]},
         ],
-        chart, x_title="Department", y_title="US dollars per task",
+        x_title="Department", y_title="US dollars per task",
     )  # fmt: skip
     return chart
 
@@ -382,7 +391,7 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
             cents(running), f"{used:.0f}%", forecast, f"{ahead:.0f}%", budget.get_edge_display(),
         ])  # fmt: skip
         label = budget.name
-        traces.append(_line(f"{label}: spent", month.days, cumulative))
+        traces.append({**_line(f"{label}: spent", month.days, cumulative), "mode": "lines+markers"})
         traces.append({
             "type": "scatter", "mode": "lines", "name": f"{label}: forecast",
             "x": [today.isoformat(), last.isoformat()], "y": [float(cents(running)), float(forecast)],
@@ -402,7 +411,7 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
         empty="No monthly spend budget for these departments: set one on the Budgets page.",
         note="Forecast: the month's spend so far, at its daily pace, to the month's end.",
     )  # fmt: skip
-    chart.figure = _figure(traces, chart, x_title="Day (UTC)", y_title="US dollars (cumulative)")
+    chart.figure = _figure(traces, x_title="Day (UTC)", y_title="US dollars (cumulative)")
     return chart
 
 
@@ -436,7 +445,7 @@ def agent_costs(*, user: User, agent: Agent, filters: Filters) -> AgentCosts:
         rows=[[day.isoformat(), cents(per_day.get(day))] for day in days],
     )
     over_time.figure = _figure(
-        [_line(agent.name, days, [r[1] for r in over_time.rows])], over_time,
+        [_line(agent.name, days, [r[1] for r in over_time.rows])],
         x_title="Day (UTC)", y_title="US dollars",
     )  # fmt: skip
     if not per_day:
@@ -556,17 +565,17 @@ def _line(name: str, days: list[date], values: list[Decimal]) -> dict[str, Any]:
 
 
 def _figure(
-    traces: list[dict[str, Any]], chart: Chart, *, x_title: str, y_title: str, legend: bool = True
+    traces: list[dict[str, Any]], *, x_title: str, y_title: str, legend: bool = True
 ) -> dict[str, Any]:
+    """The chart's card heading is its title (with the unit); the axes say their units too."""
     return {
         "data": traces,
         "layout": {
-            "title": {"text": f"{chart.title} <span style='font-size:12px'>({chart.unit})</span>"},
             "xaxis": {"title": {"text": x_title}, "automargin": True},
             "yaxis": {"title": {"text": y_title}, "tickprefix": "$" if "US dollars" in y_title else "", "rangemode": "tozero", "automargin": True},
             "showlegend": legend,
             "legend": {"orientation": "h", "y": -0.25},
-            "margin": {"t": 48, "r": 16, "b": 16, "l": 16},
+            "margin": {"t": 12, "r": 16, "b": 16, "l": 16},
             "height": 360,
         },
     }  # fmt: skip

@@ -76,6 +76,7 @@ def finance(request: HttpRequest) -> HttpResponse:
                 "department": form.data.get("department", ""),
             },
             departments=departments,
+            auto_id="chargeback_%s",  # beside the filters' own fields on the page
         ),
     }
     return render(request, "costs/finance.html", context)

@@ -31,7 +31,7 @@ class Spender:
         attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": model,
-            "gen_ai.provider.name": "openai",
+            "gen_ai.provider.name": "anthropic" if model.startswith("claude") else "openai",
             "gen_ai.usage.input_tokens": tokens[0],
             "gen_ai.usage.output_tokens": tokens[1],
         }

@@ -14,7 +14,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.costs.dashboard import department_month_total
+from apps.costs.dashboard import cents, department_month_total
 from apps.costs.models import CostDaily
 from apps.costs.rollups import finished_runs_count
 from apps.runtime import services as runtime
@@ -60,7 +60,7 @@ def test_finance_sees_every_department_with_totals_from_the_rollups(org, spend):
         assert title in html
     assert "Claims" in html and "Payments" in html
     total = sum(r.cost_usd for r in CostDaily.objects.all())
-    assert page.context["overview"].total == total.quantize(Decimal("0.01"))
+    assert page.context["overview"].total == cents(total)
 
 
 def test_every_chart_exports_its_table_as_csv_with_the_same_numbers(org, spend):
@@ -108,7 +108,7 @@ def test_the_chargeback_matches_the_dashboard_to_the_cent_in_csv_and_json(org, s
     }
     for department in (org.claims, org.payments):
         exact = department_month_total(department_id=department.pk, month=month)
-        assert totals[department.name] == exact.quantize(Decimal("0.01"))
+        assert totals[department.name] == cents(exact)
         lines = [
             Decimal(r["cost_usd"])
             for r in rows
