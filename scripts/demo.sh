@@ -28,6 +28,7 @@ echo "==> Migrating and loading the demo organisation"
 .venv/bin/python manage.py load_demo_runs
 .venv/bin/python manage.py load_demo_approvals
 .venv/bin/python manage.py load_demo_kills
+.venv/bin/python manage.py load_demo_costs
 
 cat <<MSG
 

@@ -39,6 +39,15 @@ def no_frozen_memory_from_earlier_tests() -> None:
 
 
 @pytest.fixture(autouse=True)
+def no_cost_tables_from_earlier_tests() -> None:
+    """The costs app keeps agents' departments and this month's spend per process."""
+    from apps.costs.rollups import forget_attributions, forget_month_spend
+
+    forget_attributions()
+    forget_month_spend()
+
+
+@pytest.fixture(autouse=True)
 def no_tool_costs_from_earlier_tests() -> None:
     """The tool-costs table is per process too; a rolled-back test's tools must not linger."""
     from apps.registry.tool_costs import forget_tool_costs

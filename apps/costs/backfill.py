@@ -18,7 +18,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncMonth
 
 from apps.registry.tool_costs import tool_costs
 from apps.runtime.constants import RunState
@@ -27,8 +27,8 @@ from apps.traces.constants import SpanKind
 from apps.traces.costing import span_cost
 from apps.traces.models import Span
 
-from .models import CostDaily, PersonCostDaily, RunCost, TaskCostDaily
-from .rollups import _add, _upsert, attribution, forget_attributions
+from .models import CostDaily, MonthCost, PersonCostDaily, RunCost, TaskCostDaily
+from .rollups import _add, _upsert, attribution, forget_attributions, forget_month_spend
 
 PRICE_BATCH = 2000
 
@@ -132,7 +132,22 @@ def _rebuild_days(start: datetime | None) -> int:
         _add(people, person_key, person_row["cost"], person_row["calls"])
     _upsert(CostDaily, daily, ("cost_usd", "calls", "input_tokens", "output_tokens"))
     _upsert(PersonCostDaily, people, ("cost_usd", "calls"))
-    return len(daily) + len(people)
+    return len(daily) + len(people) + _rebuild_months()
+
+
+def _rebuild_months() -> int:
+    """Every month's spend per department and team, summed from the day rollups."""
+    MonthCost.objects.all().delete()
+    months: dict[tuple[Any, ...], list[Any]] = {}
+    for row in (
+        CostDaily.objects.values("department_id", "team_id", month=TruncMonth("day"))
+        .annotate(cost=Sum("cost_usd"))
+        .order_by()
+    ):
+        _add(months, (row["month"], row["department_id"], row["team_id"]), row["cost"])
+    _upsert(MonthCost, months, ("cost_usd",))
+    forget_month_spend()
+    return len(months)
 
 
 def _rebuild_runs() -> tuple[int, int]:

@@ -124,6 +124,26 @@ class PersonCostDaily(models.Model):
         return f"{self.day} person {self.person_id}: {self.cost_usd}"
 
 
+class MonthCost(models.Model):
+    """What one department (and team, 0 for agents in no team) spent in one calendar month
+    (UTC; ``month`` is its first day): what monthly budgets are held against, at a glance."""
+
+    month = models.DateField()
+    department_id = models.BigIntegerField(default=0)
+    team_id = models.BigIntegerField(default=0)
+    cost_usd = _usd()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["month", "department_id", "team_id"], name="month_cost_key"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.month:%Y-%m} department {self.department_id}: {self.cost_usd}"
+
+
 class RunCost(models.Model):
     """What one run has cost so far (its spans that carry ``tether.run.id``).
 

@@ -36,7 +36,7 @@ from apps.runtime.constants import RunState
 from apps.runtime.models import Run
 from apps.traces.storage import SpanRow
 
-from .models import CostDaily, PersonCostDaily, RollupCursor, RunCost, TaskCostDaily
+from .models import CostDaily, MonthCost, PersonCostDaily, RollupCursor, RunCost, TaskCostDaily
 
 # Runs whose end committed after a later run's (transactions overlap) are still found: each
 # minute the job looks this far behind the newest end it has counted.
@@ -82,6 +82,42 @@ def attribution(agent_id: int | None) -> Attribution:
     return found
 
 
+# --- what each department and team spent this month (monthly budgets) -------------------------
+
+
+def _this_month() -> tuple[date, dict[tuple[int, int], Decimal]]:
+    month = timezone.now().date().replace(day=1)
+    return month, {
+        (department, team): cost
+        for department, team, cost in MonthCost.objects.filter(month=month).values_list(
+            "department_id", "team_id", "cost_usd"
+        )
+    }
+
+
+# A few rows, read again every MONTH_SPEND_MAX_AGE seconds by every process that decides; the
+# process that stored the spend reads it afresh at once.
+MONTH_SPEND_MAX_AGE = 2.0
+_month = generation.CachedTable(
+    "month-spend", _this_month, refresh=MONTH_SPEND_MAX_AGE, max_age=MONTH_SPEND_MAX_AGE
+)
+
+
+def forget_month_spend() -> None:
+    _month.forget()
+
+
+def month_spend(*, department_id: int, team_id: int | None = None) -> Decimal:
+    """What the department (or one of its teams) has spent this calendar month (UTC)."""
+    month, table = _month.get()
+    if month != timezone.now().date().replace(day=1):  # the month turned since it was read
+        _month.forget()
+        month, table = _month.get()
+    if team_id is not None:
+        return table.get((department_id, team_id), Decimal(0))
+    return sum((cost for (dept, _), cost in table.items() if dept == department_id), Decimal(0))
+
+
 # --- merging stored spans ----------------------------------------------------------------------
 
 
@@ -92,6 +128,7 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
         return
     daily: dict[tuple[Any, ...], list[Any]] = {}
     people: dict[tuple[Any, ...], list[Any]] = {}
+    months: dict[tuple[Any, ...], list[Any]] = {}
     runs: dict[uuid.UUID, list[Any]] = {}
     behalf = _on_behalf_of({row.run_id for row in priced if row.run_id is not None})
     for row in priced:
@@ -105,6 +142,7 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
         _add(daily, key, cost, 1, row.input_tokens or 0, row.output_tokens or 0)
         person = behalf.get(row.run_id, 0) if row.run_id else 0
         _add(people, (day, person, who.department_id, row.environment), cost, 1)
+        _add(months, (day.replace(day=1), who.department_id, who.team_id), cost)
         if row.run_id is not None:
             held = runs.setdefault(
                 row.run_id,
@@ -114,7 +152,9 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
             held[5] += 1
     _upsert(CostDaily, daily, ("cost_usd", "calls", "input_tokens", "output_tokens"))
     _upsert(PersonCostDaily, people, ("cost_usd", "calls"))
+    _upsert(MonthCost, months, ("cost_usd",))
     _runs_merge(runs)
+    transaction.on_commit(forget_month_spend)  # this process holds budgets to it at once
 
 
 def _add(table: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], *amounts: Any) -> None:
@@ -132,6 +172,7 @@ _KEYS: dict[type[Model], tuple[str, ...]] = {
         "team_id", "business_process",
     ),
     PersonCostDaily: ("day", "person_id", "department_id", "environment"),
+    MonthCost: ("month", "department_id", "team_id"),
     TaskCostDaily: (
         "day", "agent_id", "environment", "state", "outcome", "department_id", "team_id",
     ),

@@ -15,7 +15,7 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from apps.costs.models import CostDaily, PersonCostDaily, RunCost, TaskCostDaily
+from apps.costs.models import CostDaily, MonthCost, PersonCostDaily, RunCost, TaskCostDaily
 from apps.costs.prices import model_cost
 from apps.costs.rollups import finished_runs_count
 from apps.registry import services as registry
@@ -159,6 +159,7 @@ def snapshot() -> list[list[tuple[Any, ...]]]:
              "environment", "model", "provider", "source", "cost_usd", "calls", "input_tokens",
              "output_tokens"),
         rows(PersonCostDaily, "day", "person_id", "department_id", "environment", "cost_usd", "calls"),
+        rows(MonthCost, "month", "department_id", "team_id", "cost_usd"),
         rows(RunCost, "run_id", "agent_id", "department_id", "cost_usd", "calls", "counted_state",
              "counted_outcome", "counted_day"),
         rows(TaskCostDaily, "day", "agent_id", "department_id", "environment", "state", "outcome",
@@ -199,6 +200,7 @@ def test_rollups_equal_the_raw_spans_with_retried_exports_and_late_spans(org, se
     total = Span.objects.aggregate(c=Sum("cost_usd"))["c"]
     assert CostDaily.objects.aggregate(c=Sum("cost_usd"))["c"] == total
     assert PersonCostDaily.objects.aggregate(c=Sum("cost_usd"))["c"] == total
+    assert MonthCost.objects.aggregate(c=Sum("cost_usd"))["c"] == total
 
     incremental = snapshot()
     call_command("costs_backfill", stdout=io.StringIO())
