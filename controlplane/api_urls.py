@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("apps.runtime.api.people_urls")),
     path("", include("apps.audit.api.urls")),
     path("", include("apps.traces.api.urls")),
+    path("", include("apps.costs.api.urls")),
 ]

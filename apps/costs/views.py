@@ -17,12 +17,8 @@ from apps.common.errors import ApplicationError
 from apps.registry.selectors import agent_get
 
 from . import dashboard, selectors, services
+from .exports import CHARGEBACK_COLUMNS, chargeback_json, chargeback_rows
 from .forms import DEFAULT_PERIOD, ChargebackForm, CostFilterForm, ModelPriceForm
-
-CHARGEBACK_COLUMNS = [
-    "kind", "month", "department", "team", "agent", "business_process", "environment",
-    "provider", "model", "priced_from", "calls", "cost_usd",
-]  # fmt: skip
 
 
 def _error(request: HttpRequest, status: int, message: str) -> HttpResponse:
@@ -124,45 +120,10 @@ def chargeback(request: HttpRequest) -> HttpResponse:
     report = dashboard.chargeback(user=user, month=month, department=department)
     stem = f"chargeback-{month:%Y-%m}" + (f"-{department.slug}" if department else "")
     if form.cleaned_data.get("format") == "json":
-        response = JsonResponse(_chargeback_json(report), json_dumps_params={"indent": 2})
+        response = JsonResponse(chargeback_json(report), json_dumps_params={"indent": 2})
         response["Content-Disposition"] = f'attachment; filename="{stem}.json"'
         return response
-    rows: list[list[Any]] = []
-    for name, total, lines in report.departments:
-        for line in lines:
-            rows.append([
-                "line", f"{month:%Y-%m}", line.department, line.team, line.agent,
-                line.business_process, line.environment, line.provider, line.model, line.source,
-                line.calls, line.cost_usd,
-            ])  # fmt: skip
-        calls = sum(line.calls for line in lines)
-        rows.append(["department_total", f"{month:%Y-%m}", name, *[""] * 7, calls, total])
-    return _csv(f"{stem}.csv", CHARGEBACK_COLUMNS, rows)
-
-
-def _chargeback_json(report: dashboard.Chargeback) -> dict[str, Any]:
-    return {
-        "month": f"{report.month:%Y-%m}",
-        "currency": "USD",
-        "total_usd": str(report.total),
-        "departments": [
-            {
-                "department": name,
-                "total_usd": str(total),
-                "lines": [
-                    {
-                        "team": line.team, "agent": line.agent,
-                        "business_process": line.business_process,
-                        "environment": line.environment, "provider": line.provider,
-                        "model": line.model, "priced_from": line.source, "calls": line.calls,
-                        "cost_usd": str(line.cost_usd),
-                    }
-                    for line in lines
-                ],
-            }
-            for name, total, lines in report.departments
-        ],
-    }  # fmt: skip
+    return _csv(f"{stem}.csv", CHARGEBACK_COLUMNS, chargeback_rows(report))
 
 
 @role_required

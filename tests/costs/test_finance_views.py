@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from apps.costs.dashboard import cents, department_month_total
 from apps.costs.models import CostDaily
@@ -20,7 +21,7 @@ from apps.costs.rollups import finished_runs_count
 from apps.runtime import services as runtime
 from apps.runtime.models import Budget
 
-from ..clients import console_client
+from ..clients import api_client, console_client
 from .spend import spender
 
 pytestmark = pytest.mark.django_db
@@ -191,3 +192,19 @@ def test_a_bad_export_or_chargeback_request_is_a_400_with_a_message(org):
         assert answer.status_code == 400, query
     empty = client.get(reverse("costs:chargeback"), {"month": "2020-01", "format": "json"})
     assert json.loads(empty.content)["departments"] == []
+
+
+def test_the_chargeback_api_answers_the_consoles_json_and_refuses_a_bad_month(org, spend):
+    month = f"{NOW:%Y-%m}"
+    console = console_client(org.finance).get(
+        reverse("costs:chargeback"), {"month": month, "format": "json"}
+    )
+    api = api_client(org.finance).get("/api/v1/costs/chargeback/", {"month": month})
+    assert api.status_code == 200 and api.json() == console.json()
+    bad = api_client(org.finance).get("/api/v1/costs/chargeback/", {"month": "2026-13"})
+    assert bad.status_code == 400 and "YYYY-MM" in bad.json()["error"]["message"]
+    hidden = api_client(org.owner).get(
+        "/api/v1/costs/chargeback/", {"month": month, "department": "payments"}
+    )
+    assert hidden.status_code == 400  # not a department they may read
+    assert APIClient().get("/api/v1/costs/chargeback/", {"month": month}).status_code in (401, 403)
