@@ -1,8 +1,10 @@
-"""What a model call or a tool call cost, for the apps that charge it before ``costs`` sees it.
+"""What a model call costs, and what a department has spent: the ``costs`` app's answers, for
+the apps below it.
 
-The runtime (budgets) and the trace fabric (span costs) price usage, yet both sit below the
-``costs`` app in the dependency order (docs/development.md): ``costs`` owns the prices and
-registers its pricer here when Django starts (apps/costs/apps.py). Nothing here knows a price.
+The runtime (budgets) and the trace fabric (span costs) price usage, and the runtime holds
+monthly department and team budgets to what was spent, yet both sit below the ``costs`` app in
+the dependency order (docs/development.md): ``costs`` owns the prices and the rollups and
+registers its answers here when Django starts (apps/costs/apps.py). Nothing here knows a price.
 """
 
 from __future__ import annotations
@@ -43,12 +45,17 @@ class ModelPricer(Protocol):
     ) -> Cost: ...
 
 
+class MonthSpend(Protocol):
+    def __call__(self, *, department_id: int, team_id: int | None = None) -> Decimal: ...
+
+
 _pricer: ModelPricer | None = None
+_month_spend: MonthSpend | None = None
 
 
-def register(pricer: ModelPricer) -> None:
-    global _pricer
-    _pricer = pricer
+def register(*, pricer: ModelPricer, month_spend: MonthSpend) -> None:
+    global _pricer, _month_spend
+    _pricer, _month_spend = pricer, month_spend
 
 
 def model_cost(
@@ -71,3 +78,10 @@ def model_cost(
         cached_tokens=cached_tokens,
         at=at,
     )
+
+
+def month_spend(*, department_id: int, team_id: int | None = None) -> Decimal:
+    """What the department (or its team) has spent this calendar month, in US dollars."""
+    if _month_spend is None:
+        raise RuntimeError("No spend reader registered: is apps.costs in INSTALLED_APPS?")
+    return _month_spend(department_id=department_id, team_id=team_id)

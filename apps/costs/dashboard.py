@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from apps.accounts.models import Department, Team, User
@@ -354,30 +354,46 @@ def month_bounds(day: date) -> tuple[date, date]:
 
 
 def _budget_burn(user: User, filters: Filters, departments: list[Department]) -> Chart:
-    """This month's department spend budgets: spent so far against the limit, and where the
-    month ends at its pace so far."""
+    """This month's department and team spend budgets: spent so far against the limit, and
+    where the month ends at its pace so far."""
     today = timezone.now().date()
     first, last = month_bounds(today)
-    budgets = [
-        b
-        for b in Budget.objects.filter(
-            kind=BudgetKind.SPEND, scope=BudgetScope.DEPARTMENT_MONTH, enabled=True,
-            department__in=[filters.department] if filters.department else departments,
-        ).select_related("department")
-    ]  # fmt: skip
-    month = Filters(first, today, filters.department, filters.environment)
-    daily: dict[int, dict[date, Decimal]] = defaultdict(dict)
-    if budgets:
-        rows_q = CostDaily.objects.filter(
-            department_id__in=[b.department_id for b in budgets], day__gte=first, day__lte=today
+    scope = [filters.department] if filters.department else departments
+    budgets = list(
+        Budget.objects.filter(kind=BudgetKind.SPEND, enabled=True)
+        .filter(
+            Q(scope=BudgetScope.DEPARTMENT_MONTH, department__in=scope)
+            | Q(scope=BudgetScope.TEAM_MONTH, team__department__in=scope)
         )
-        for row in rows_q.values("department_id", "day").annotate(cost=Sum("cost_usd")).order_by():
-            daily[row["department_id"]][row["day"]] = row["cost"]
+        .select_related("department", "team__department")
+        .order_by("name")
+    )
+    month = Filters(first, today, filters.department, filters.environment)
+    # (department, team) -> day -> spend; a department's budget sums all its teams.
+    daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
+    if budgets:
+        wanted = {(b.team.department_id if b.team else b.department_id) or 0 for b in budgets}
+        rows_q = CostDaily.objects.filter(department_id__in=wanted, day__gte=first, day__lte=today)
+        for row in (
+            rows_q.values("department_id", "team_id", "day")
+            .annotate(cost=Sum("cost_usd"))
+            .order_by()
+        ):
+            daily[(row["department_id"], row["team_id"])][row["day"]] = row["cost"]
     elapsed = (today - first).days + 1
     length = (last - first).days + 1
     rows, traces = [], []
     for budget in budgets:
-        series = daily[budget.department_id or 0]
+        if budget.team is not None:
+            series = daily[(budget.team.department_id, budget.team.pk)]
+            over = f"{budget.team.department.name} / {budget.team.name}"
+        else:
+            series = defaultdict(Decimal)
+            for (department, _team), days in daily.items():
+                if department == budget.department_id:
+                    for day, cost in days.items():
+                        series[day] += cost
+            over = budget.department.name if budget.department else ""
         running, cumulative = Decimal(0), []
         for day in month.days:
             running += series.get(day, Decimal(0))
@@ -387,8 +403,8 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
         used = (running / budget.limit * 100) if budget.limit else Decimal(0)
         ahead = (forecast / budget.limit * 100) if budget.limit else Decimal(0)
         rows.append([
-            budget.name, budget.department.name if budget.department else "", limit,
-            cents(running), f"{used:.0f}%", forecast, f"{ahead:.0f}%", budget.get_edge_display(),
+            budget.name, over, limit, cents(running), f"{used:.0f}%", forecast, f"{ahead:.0f}%",
+            budget.get_edge_display(),
         ])  # fmt: skip
         label = budget.name
         traces.append({**_line(f"{label}: spent", month.days, cumulative), "mode": "lines+markers"})
@@ -406,7 +422,7 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
         key="budget-burn",
         title=f"Budget burn, {today:%B %Y}",
         unit="US dollars spent this month",
-        columns=["Budget", "Department", "Limit (USD)", "Spent (USD)", "Used", "Forecast (USD)", "Forecast use", "At the limit"],
+        columns=["Budget", "Over", "Limit (USD)", "Spent (USD)", "Used", "Forecast (USD)", "Forecast use", "At the limit"],
         rows=rows,
         empty="No monthly spend budget for these departments: set one on the Budgets page.",
         note="Forecast: the month's spend so far, at its daily pace, to the month's end.",

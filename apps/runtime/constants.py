@@ -98,6 +98,7 @@ class BudgetScope(models.TextChoices):
     AGENT_DAY = "agent_day", "The agent, per day"
     AGENT_MONTH = "agent_month", "The agent, per month"
     DEPARTMENT_MONTH = "department_month", "The department, per month"
+    TEAM_MONTH = "team_month", "The team, per month"
 
 
 class BudgetEdge(models.TextChoices):

@@ -39,7 +39,7 @@ from apps.approvals.models import ApprovalRequest
 from apps.audit.services import Actor, audit_record
 from apps.common.db import fetch_one
 from apps.common.errors import ApplicationError, Conflict, NotFound
-from apps.common.pricing import model_cost
+from apps.common.pricing import model_cost, month_spend
 from apps.common.request_context import get_request_id
 from apps.killswitch.constants import MemoryReads
 from apps.killswitch.freeze import frozen_reads
@@ -177,12 +177,10 @@ def _budgets_for(agent: Agent) -> list[Budget]:
     cached = _budgets.get(agent.pk)
     if cached and time.monotonic() - cached[0] < BUDGET_CACHE_SECONDS:
         return cached[1]
-    budgets = list(
-        Budget.objects.filter(enabled=True).filter(
-            Q(agent=agent)
-            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
-        )
-    )
+    over = Q(agent=agent) | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
+    if agent.team_id is not None:
+        over |= Q(scope=BudgetScope.TEAM_MONTH, team_id=agent.team_id)
+    budgets = list(Budget.objects.filter(enabled=True).filter(over).select_related("team"))
     _budgets[agent.pk] = (time.monotonic(), budgets)
     return budgets
 
@@ -843,6 +841,25 @@ def _reserve(
         # After the caller's guards: the circuit breaker must stay the first counter.
         guards = [*guards, _idempotency_guard(run, key)]
     budgets = _budgets_for(run.agent)
+    spend_now = amounts.get(BudgetKind.SPEND, (0.0, "fixed", ""))[0]
+    over_spent, spent = _over_spent(budgets, spend_now)
+    if over_spent is not None:
+        edge = over_spent.edge
+        reasoning = (
+            f"Budget {over_spent.name!r}: ${spent:,.2f} of ${over_spent.limit:,.2f} spent this "
+            f"month by {over_spent.over_name}"
+        )
+        cannot_degrade = not (model and over_spent.degrade_to_model)
+        if edge == BudgetEdge.STOP or (edge == BudgetEdge.DEGRADE and cannot_degrade):
+            return _deny(
+                Reason.BUDGET_EXHAUSTED, reasoning + "; no new spend until it resets.",
+                policies=policies,
+            )  # fmt: skip
+        if edge == BudgetEdge.ASK:
+            return Outcome(
+                Disposition.ASK, [Reason.BUDGET_ASK],
+                reasoning + "; a person must approve going over it.", policies=policies,
+            )  # fmt: skip
     elapsed = (timezone.now() - run.started_at).total_seconds()
     for budget in budgets:
         over_time = budget.kind == BudgetKind.WALL_TIME and elapsed > float(budget.limit)
@@ -854,12 +871,16 @@ def _reserve(
             )
     charges = []
     for budget in budgets:
+        if budget.holds_to_recorded_spend:
+            continue  # held to the cost rollups above, never reserved
         amount, rule, member = amounts.get(budget.kind, (0.0, "fixed", ""))
         if amount or rule != "fixed":
             period, ttl = _period(run, budget.scope)
             charges.append(_Charge(budget, period, ttl, float(amount), rule, member))
 
     degraded: set[int] = set()
+    if over_spent is not None and over_spent.edge == BudgetEdge.DEGRADE:
+        degraded.add(over_spent.pk)
     while True:
         counters = [g.counter for g in guards] + [
             c.counter(enforce=c.budget.edge != BudgetEdge.CONTINUE and c.budget.pk not in degraded)
@@ -909,11 +930,11 @@ def _reserve(
     reasons: list[str] = [Reason.ALLOWED]
     if any(
         values.get(b.pk, 0.0) > float(b.limit) and b.edge == BudgetEdge.CONTINUE for b in budgets
-    ):
+    ) or (over_spent is not None and over_spent.edge == BudgetEdge.CONTINUE):
         reasons.append(Reason.BUDGET_OVER_CONTINUE)
     ledger = [(c.budget, c.period, Decimal(str(c.amount))) for c in charges if c.amount]
     if degraded:
-        target = next(c.budget for c in charges if c.budget.pk in degraded)
+        target = next(b for b in budgets if b.pk in degraded)
         return Outcome(
             Disposition.MODIFY,
             [Reason.BUDGET_DEGRADED],
@@ -931,6 +952,27 @@ def _reserve(
         budgets=view,
         charges=ledger,
     )
+
+
+def _recorded_spend(budget: Budget) -> Decimal:
+    """What the department or team of a monthly spend budget has spent this month, as the cost
+    rollups record it (apps/costs): the number finance sees."""
+    if budget.team is not None:
+        return month_spend(department_id=budget.team.department_id, team_id=budget.team_id)
+    return month_spend(department_id=budget.department_id or 0)
+
+
+def _over_spent(budgets: list[Budget], spend_now: float) -> tuple[Budget | None, Decimal]:
+    """The first monthly spend budget this step's spend would take over its limit, and what
+    was spent; a step that spends nothing never is."""
+    if spend_now <= 0:
+        return None, Decimal(0)
+    for budget in budgets:
+        if budget.holds_to_recorded_spend:
+            spent = _recorded_spend(budget)
+            if spent + Decimal(str(spend_now)) > budget.limit:
+                return budget, spent
+    return None, Decimal(0)
 
 
 def _view_entry(budget: Budget, used: float) -> dict[str, Any]:
@@ -967,18 +1009,22 @@ def budget_used(budgets: list[Budget], run: Run | None = None) -> dict[int, floa
     charged the budget since, which would rebuild it) the ledger's sum, so a view never shows a
     spent budget as untouched. Raises ``CounterStoreUnavailable``.
     """
+    used: dict[int, float] = {
+        b.pk: float(_recorded_spend(b)) for b in budgets if b.holds_to_recorded_spend
+    }
     keyed = [
         (b, _period(run, b.scope)[0])
         for b in budgets
-        if run is not None or b.scope != BudgetScope.RUN
+        if (run is not None or b.scope != BudgetScope.RUN) and not b.holds_to_recorded_spend
     ]
+    if not keyed:
+        return used
     values = counter_store().read([_budget_key(b, period) for b, period in keyed])
     lost = [(b.pk, period) for (b, period), v in zip(keyed, values, strict=True) if v is None]
     try:
         ledger = ledger_state(lost) if lost else {}
     except DatabaseError as exc:
         raise CounterStoreUnavailable(f"the budget ledger is unreachable ({exc})") from exc
-    used: dict[int, float] = {}
     for (budget, period), value in zip(keyed, values, strict=True):
         if value is None:
             state = ledger.get((budget.pk, period))

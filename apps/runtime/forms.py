@@ -12,7 +12,7 @@ from typing import Any
 from django import forms
 from django.utils import timezone
 
-from apps.accounts.models import Department
+from apps.accounts.models import Department, Team
 from apps.registry.constants import Environment
 from apps.registry.models import Agent, ToolGrant
 
@@ -26,6 +26,8 @@ from .constants import (
     Reason,
 )
 
+# Scopes over a department or a team, set on the Budgets page, never on an agent's.
+_MONTHLY_OWNER_SCOPES = (BudgetScope.DEPARTMENT_MONTH, BudgetScope.TEAM_MONTH)
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
 TARGET_MAX = 200
 
@@ -161,15 +163,32 @@ class DelegationForm(forms.Form):
             )
 
 
+class TeamChoiceField(forms.ModelChoiceField):
+    """Teams named with their department: ``Claims / Claims Ops``."""
+
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.department.name} / {obj.name}"
+
+
 class BudgetForm(forms.Form):
-    """A budget over an agent (``agent``) or a department (``departments``: where the user may
-    set them). Editing (``budget``) shows kind and scope but cannot change them."""
+    """A budget over an agent (``agent``), or a month's budget over a department or one of its
+    teams (``departments``: where the user may set them; ``teams``: theirs). Editing
+    (``budget``) shows kind and scope but cannot change them."""
 
     department: forms.ModelChoiceField = forms.ModelChoiceField(
         queryset=Department.objects.none(),
         to_field_name="slug",
         empty_label="Choose a department",
         help_text="Departments whose budgets you may set.",
+    )
+    team: forms.ModelChoiceField = TeamChoiceField(
+        queryset=Team.objects.none(),
+        to_field_name="slug",
+        required=False,
+        label="Team",
+        empty_label="None: the whole department",
+        help_text="Leave it for a budget over the whole department; choose one of its teams to "
+        "cap only that team's agents.",
     )
     name = forms.CharField(
         max_length=BUDGET_NAME_MAX, help_text="What it limits, e.g. Tokens per run."
@@ -199,17 +218,24 @@ class BudgetForm(forms.Form):
 
     def __init__(
         self, *args: Any, agent: Agent | None = None, departments: Any = None,
-        budget: Any = None, **kwargs: Any,
+        teams: Any = None, budget: Any = None, **kwargs: Any,
     ) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         scope_field = self.fields["scope"]
         assert isinstance(scope_field, forms.ChoiceField)
         if budget is not None or departments is None:
             del self.fields["department"]
+            del self.fields["team"]
         else:
             field = self.fields["department"]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = departments
+            team_field = self.fields["team"]
+            assert isinstance(team_field, forms.ModelChoiceField)
+            if teams is not None and teams.exists():
+                team_field.queryset = teams.select_related("department")
+            else:
+                del self.fields["team"]
         if budget is not None:
             scope_field.choices = BudgetScope.choices
             for name in ("kind", "scope"):
@@ -223,15 +249,35 @@ class BudgetForm(forms.Form):
             )  # fmt: skip
         elif agent is not None:
             scope_field.choices = [
-                c for c in BudgetScope.choices if c[0] != BudgetScope.DEPARTMENT_MONTH
+                c for c in BudgetScope.choices if c[0] not in _MONTHLY_OWNER_SCOPES
             ]
             del self.fields["enabled"]
         else:
-            scope_field.choices = [
-                c for c in BudgetScope.choices if c[0] == BudgetScope.DEPARTMENT_MONTH
-            ]
-            scope_field.initial = BudgetScope.DEPARTMENT_MONTH
+            # Per month, over the department or the team chosen above: nothing to choose.
+            del self.fields["scope"]
             del self.fields["enabled"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        department, team = data.get("department"), data.get("team")
+        if department is not None and team is not None and team.department_id != department.pk:
+            self.add_error(
+                "team",
+                f"{team.name} is a team of {team.department.name}, not {department.name}: "
+                "choose one of its teams, or the whole department.",
+            )
+        return data
+
+    def monthly_owner(self) -> dict[str, Any]:
+        """What a month's budget from the Budgets page is over, as ``budget_create`` takes it:
+        the chosen team (scope team_month) or else the department (department_month)."""
+        team = self.cleaned_data.get("team")
+        if team is not None:
+            return {"team": team, "scope": BudgetScope.TEAM_MONTH}
+        return {
+            "department": self.cleaned_data["department"],
+            "scope": BudgetScope.DEPARTMENT_MONTH,
+        }
 
     def service_data(self) -> dict[str, Any]:
         data = self.cleaned_data

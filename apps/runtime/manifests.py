@@ -5,7 +5,8 @@ apiVersion: tether/v1
 kind: Budget
 metadata: {slug: claims-triage-tokens, name: Tokens per run}
 spec:
-  agent: claims-triage          # or department: claims (scope department_month)
+  agent: claims-triage          # or department: claims (scope department_month),
+                                # or team: claims-ops (scope team_month)
   kind: tokens
   scope: run
   limit: 50000
@@ -26,7 +27,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from apps.accounts.models import Department, User, slug_validator
+from apps.accounts.models import Department, Team, User, slug_validator
 from apps.common.errors import ApplicationError
 from apps.registry.manifests import (
     KIND_AGENT,
@@ -47,6 +48,7 @@ KIND_BUDGET = "Budget"
 BUDGET_SPEC: dict[str, tuple[str, Any]] = {
     "agent": ("text_or_null", None),
     "department": ("text_or_null", None),
+    "team": ("text_or_null", None),
     "kind": ("text", REQUIRED),
     "scope": ("text", REQUIRED),
     "limit": ("number", REQUIRED),
@@ -68,6 +70,7 @@ def budget_spec(budget: Budget) -> dict[str, Any]:
     return {
         "agent": budget.agent_slug,
         "department": budget.department_slug,
+        "team": budget.team_slug,
         "kind": budget.kind,
         "scope": budget.scope,
         "limit": _number(budget.limit),
@@ -78,7 +81,7 @@ def budget_spec(budget: Budget) -> dict[str, Any]:
 
 
 def _current(slug: str) -> tuple[Budget | None, dict[str, Any] | None]:
-    budget = Budget.objects.select_related("agent", "department").filter(slug=slug).first()
+    budget = Budget.objects.select_related("agent", "department", "team").filter(slug=slug).first()
     return budget, budget_spec(budget) if budget else None
 
 
@@ -117,13 +120,17 @@ def _check(entry: ManifestEntry, context: ManifestContext) -> list[tuple[str, st
         problems.append(
             ("spec.department", f"No department {department_slug!r}. Known: {known or 'none'}.")
         )
+    team_slug = spec.get("team")
+    if isinstance(team_slug, str) and not Team.objects.filter(slug=team_slug).exists():
+        problems.append(("spec.team", f"No team {team_slug!r}: teams are set up in the admin."))
     shape = services.budget_problems(
         kind=spec.get("kind"), scope=spec.get("scope"), has_agent=agent_slug is not None,
-        has_department=department_slug is not None, limit=spec.get("limit"),
-        edge=spec.get("edge"), degrade_to_model=spec.get("degrade_to_model"),
+        has_department=department_slug is not None, has_team=team_slug is not None,
+        limit=spec.get("limit"), edge=spec.get("edge"),
+        degrade_to_model=spec.get("degrade_to_model"),
     )  # fmt: skip
     for field, messages in shape.items():
-        if field not in ("agent", "department") and spec.get(field) is None:
+        if field not in ("agent", "department", "team") and spec.get(field) is None:
             continue  # missing or of the wrong type: already reported
         problems.extend((f"spec.{field}", message) for message in messages)
     return problems
@@ -139,7 +146,7 @@ def _apply(actor: User, entry: ManifestEntry, instance: Any) -> None:
                 "name": entry.name, "limit": limit, "edge": spec["edge"],
                 "degrade_to_model": spec["degrade_to_model"], "enabled": spec["enabled"],
                 "kind": spec["kind"], "scope": spec["scope"], "agent": spec["agent"],
-                "department": spec["department"],
+                "department": spec["department"], "team": spec["team"],
             },
         )  # fmt: skip
         return
@@ -147,17 +154,22 @@ def _apply(actor: User, entry: ManifestEntry, instance: Any) -> None:
     department = (
         Department.objects.filter(slug=spec["department"]).first() if spec["department"] else None
     )
+    team = (
+        Team.objects.select_related("department").filter(slug=spec["team"]).first()
+        if spec["team"]
+        else None
+    )
     if spec["agent"] and agent is None:
         raise ApplicationError(f"No agent {spec['agent']!r}.")
     services.budget_create(
         actor=actor, slug=entry.slug, name=entry.name or "", kind=spec["kind"],
-        scope=spec["scope"], limit=limit, agent=agent, department=department,
+        scope=spec["scope"], limit=limit, agent=agent, department=department, team=team,
         edge=spec["edge"], degrade_to_model=spec["degrade_to_model"], enabled=spec["enabled"],
     )  # fmt: skip
 
 
 def _export(user: Any) -> list[tuple[str, str, dict[str, Any]]]:
-    budgets = Budget.objects.for_user(user).select_related("agent", "department")
+    budgets = Budget.objects.for_user(user).select_related("agent", "department", "team")
     return [(b.slug, b.name, budget_spec(b)) for b in budgets.order_by("slug")]
 
 

@@ -220,10 +220,11 @@ class BudgetQuerySet(models.QuerySet["Budget"]):
     def for_user(self, user: Any, action: str = READ) -> BudgetQuerySet:
         """The permission gate for budgets.
 
-        Read: an agent budget with its agent (the registry's gate); a department budget by
-        anyone who reads an agent in that department or holds a role there. Change: an agent
-        budget by whoever may change the agent (its owner, an admin); a department budget by
-        an admin or finance over that department.
+        Read: an agent budget with its agent (the registry's gate); a department budget, and
+        a team budget of that department, by anyone who reads an agent in that department or
+        holds a role there or in one of its teams. Change: an agent budget by whoever may
+        change the agent (its owner, an admin); a department or team budget by an admin or
+        finance over that department (or the whole organisation).
         """
         scope = scope_of(user)
         if scope.is_admin:
@@ -233,11 +234,17 @@ class BudgetQuerySet(models.QuerySet["Budget"]):
         if action == CHANGE:
             agents = Agent.objects.for_user(user, CHANGE).values("pk")
             if Role.FINANCE in scope.org_wide_roles:
-                return self.filter(Q(agent__in=agents) | Q(department__isnull=False))
+                return self.filter(
+                    Q(agent__in=agents) | Q(department__isnull=False) | Q(team__isnull=False)
+                )
             finance_departments = [
                 pk for pk, roles in scope.department_roles.items() if Role.FINANCE in roles
             ]
-            return self.filter(Q(agent__in=agents) | Q(department_id__in=finance_departments))
+            return self.filter(
+                Q(agent__in=agents)
+                | Q(department_id__in=finance_departments)
+                | Q(team__department_id__in=finance_departments)
+            )
         if scope.reads_everything:
             return self.all()
         visible = Agent.objects.for_user(user)
@@ -250,14 +257,19 @@ class BudgetQuerySet(models.QuerySet["Budget"]):
             Q(agent__in=visible.values("pk"))
             | Q(department_id__in=visible.values("department_id"))
             | Q(department_id__in=list(departments))
+            | Q(team__department_id__in=visible.values("department_id"))
+            | Q(team__department_id__in=list(departments))
         )
 
 
 class Budget(models.Model):
     """An autonomy budget: a limit of one kind, over a scope and period, with an edge.
 
-    ``slug`` names it in the API, the console and manifests; kind, scope and what it is over
-    never change (its counters are kept under its id, in the units of its kind).
+    Over one agent (scopes run, agent_day, agent_month), a department (department_month: every
+    agent of it) or a team (team_month: every agent of the team; the department is the team's,
+    so ``department`` stays empty). ``slug`` names it in the API, the console and manifests;
+    kind, scope and what it is over never change (its counters are kept under its id, in the
+    units of its kind).
     """
 
     name = models.CharField(max_length=100)
@@ -275,6 +287,9 @@ class Budget(models.Model):
     department = models.ForeignKey(
         Department, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
     )
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
     limit = models.DecimalField(max_digits=14, decimal_places=4)
     edge = models.CharField(max_length=10, choices=BudgetEdge.choices, default=BudgetEdge.STOP)
     degrade_to_model = models.CharField(max_length=100, blank=True)
@@ -289,8 +304,22 @@ class Budget(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
-                    models.Q(scope="department_month", department__isnull=False, agent__isnull=True)
-                    | (~models.Q(scope="department_month") & models.Q(agent__isnull=False))
+                    models.Q(
+                        scope="department_month",
+                        department__isnull=False,
+                        agent__isnull=True,
+                        team__isnull=True,
+                    )
+                    | models.Q(
+                        scope="team_month",
+                        team__isnull=False,
+                        agent__isnull=True,
+                        department__isnull=True,
+                    )
+                    | (
+                        ~models.Q(scope__in=["department_month", "team_month"])
+                        & models.Q(agent__isnull=False, department__isnull=True, team__isnull=True)
+                    )
                 ),
                 name="budget_scope_matches_owner",
             )
@@ -308,11 +337,26 @@ class Budget(models.Model):
         return self.department.slug if self.department is not None else None
 
     @property
+    def team_slug(self) -> str | None:
+        return self.team.slug if self.team is not None else None
+
+    @property
     def over_name(self) -> str:
-        """What it is over: the agent's or the department's name."""
+        """What it is over: the agent's, the team's or the department's name."""
         if self.agent is not None:
             return self.agent.name
+        if self.team is not None:
+            return self.team.name
         return self.department.name if self.department is not None else ""
+
+    @property
+    def holds_to_recorded_spend(self) -> bool:
+        """A monthly spend budget over a department or a team: held to what the cost rollups
+        record was spent (the number finance sees), not to reservations (docs/costs.md)."""
+        return self.kind == BudgetKind.SPEND and self.scope in (
+            BudgetScope.DEPARTMENT_MONTH,
+            BudgetScope.TEAM_MONTH,
+        )
 
     @property
     def limit_text(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from apps.accounts.models import Department
+from apps.accounts.models import Department, Team
 from apps.accounts.permissions import scope_of
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
@@ -55,31 +55,53 @@ def decision_list(
 # --- budgets ---------------------------------------------------------------------------------
 
 
+# What a budget's "over" names and the Budgets page read: agent, department, team and its
+# department (the team's department is where a team budget is listed).
+_BUDGET_RELATED = ("agent", "department", "team", "team__department")
+
+
+def _applies_to(*, agent_id: int, department_id: int, team_id: int | None) -> Q:
+    """Every budget a decision of this agent checks: its own, its department's, its team's."""
+    over = Q(agent_id=agent_id) | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=department_id)
+    if team_id is not None:
+        over |= Q(scope=BudgetScope.TEAM_MONTH, team_id=team_id)
+    return over
+
+
 def budget_list(
     *,
     user: Any,
     agent: str = "",
     department: str = "",
+    team: str = "",
     scope: str = "",
     kind: str = "",
     enabled: bool | None = None,
 ) -> QuerySet[Budget]:
     """Budgets the user may see. ``agent`` means every budget that applies to that agent:
-    its own and its department's."""
-    budgets = Budget.objects.for_user(user).select_related("agent", "department")
+    its own, its department's and its team's; ``department`` those over the department, its
+    teams or its agents; ``team`` those over the team or its agents."""
+    budgets = Budget.objects.for_user(user).select_related(*_BUDGET_RELATED)
     if agent:
-        found = Agent.objects.for_user(user).filter(slug=agent).values("pk", "department_id")
-        target = found.first()
+        found = Agent.objects.for_user(user).filter(slug=agent)
+        target = found.values("pk", "department_id", "team_id").first()
         if target is None:
             return budgets.none()
         budgets = budgets.filter(
-            Q(agent_id=target["pk"])
-            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=target["department_id"])
+            _applies_to(
+                agent_id=target["pk"],
+                department_id=target["department_id"],
+                team_id=target["team_id"],
+            )
         )
     if department:
         budgets = budgets.filter(
-            Q(department__slug=department) | Q(agent__department__slug=department)
+            Q(department__slug=department)
+            | Q(team__department__slug=department)
+            | Q(agent__department__slug=department)
         )
+    if team:
+        budgets = budgets.filter(Q(team__slug=team) | Q(agent__team__slug=team))
     if scope:
         budgets = budgets.filter(scope=scope)
     if kind:
@@ -92,18 +114,27 @@ def budget_list(
 def budget_get(*, user: Any, slug: str, action: str = "view") -> Budget:
     """The budget, or 404 when it does not exist *or* the user may not see (or change) it."""
     return get_object_or_404(
-        Budget.objects.for_user(user, action).select_related("agent", "department"), slug=slug
+        Budget.objects.for_user(user, action).select_related(*_BUDGET_RELATED), slug=slug
     )
 
 
 def agent_budgets(*, agent: Agent) -> QuerySet[Budget]:
-    """Every budget over an agent the caller already may see: its own and its department's."""
+    """Every budget over an agent the caller already may see: its own, its department's and
+    its team's."""
+    over = _applies_to(agent_id=agent.pk, department_id=agent.department_id, team_id=agent.team_id)
+    return Budget.objects.filter(over).select_related(*_BUDGET_RELATED).order_by("name", "slug")
+
+
+def monthly_budgets(*, user: Any, departments: list[Department]) -> QuerySet[Budget]:
+    """The Budgets page's: the user's department_month budgets over these departments and
+    team_month budgets over their teams."""
     return (
-        Budget.objects.filter(
-            Q(agent=agent)
-            | Q(scope=BudgetScope.DEPARTMENT_MONTH, department_id=agent.department_id)
+        Budget.objects.for_user(user)
+        .filter(
+            Q(scope=BudgetScope.DEPARTMENT_MONTH, department__in=departments)
+            | Q(scope=BudgetScope.TEAM_MONTH, team__department__in=departments)
         )
-        .select_related("agent", "department")
+        .select_related(*_BUDGET_RELATED)
         .order_by("name", "slug")
     )
 
@@ -128,4 +159,13 @@ def budget_departments(*, user: Any) -> QuerySet[Department]:
         )
         .distinct()
         .order_by("name")
+    )
+
+
+def budget_teams(*, user: Any) -> QuerySet[Team]:
+    """Teams whose budgets the user may read: the teams of ``budget_departments``."""
+    return (
+        Team.objects.filter(department__in=budget_departments(user=user))
+        .select_related("department")
+        .order_by("department__name", "name")
     )

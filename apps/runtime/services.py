@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from apps.accounts.constants import Role
-from apps.accounts.models import Department, User, slug_validator
+from apps.accounts.models import Department, Team, User, slug_validator
 from apps.accounts.permissions import scope_of
 from apps.audit.services import Actor, audit_record
 from apps.common.db import fetch_one
@@ -554,7 +554,7 @@ def runs_expire(*, now: datetime) -> int:
 
 BUDGET_UPDATE_FIELDS = ("name", "limit", "edge", "degrade_to_model", "enabled")
 # Fixed at creation: the budget's counters hold amounts of its kind, over its scope and owner.
-BUDGET_FIXED_FIELDS = ("slug", "kind", "scope", "agent", "department")
+BUDGET_FIXED_FIELDS = ("slug", "kind", "scope", "agent", "department", "team")
 _MODEL_NAME_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:/@+-"
 )
@@ -582,7 +582,7 @@ def budget_limit(value: Any) -> Decimal:
 
 def budget_problems(
     *, kind: Any, scope: Any, has_agent: bool, has_department: bool, limit: Any, edge: Any,
-    degrade_to_model: Any,
+    degrade_to_model: Any, has_team: bool = False,
 ) -> dict[str, list[str]]:  # fmt: skip
     """Every problem with a budget's shape, by field (empty when it is sound).
 
@@ -604,11 +604,30 @@ def budget_problems(
             add("department", "A department_month budget is over a department: name it.")
         if has_agent:
             add("agent", "A department_month budget is over a whole department, not an agent.")
+        if has_team:
+            add(
+                "team",
+                "A department_month budget is over the whole department; for one of its teams "
+                "use the team_month scope.",
+            )
+    elif scope == BudgetScope.TEAM_MONTH:
+        if not has_team:
+            add("team", "A team_month budget is over a team: name it.")
+        if has_agent:
+            add("agent", "A team_month budget is over a whole team, not an agent.")
+        if has_department:
+            add(
+                "department",
+                "A team_month budget is over a team, whose department is implied: leave the "
+                "department out.",
+            )
     elif scope in BudgetScope.values:
         if not has_agent:
             add("agent", f"A {scope} budget is over one agent: name it.")
         if has_department:
             add("department", "Only a department_month budget is over a department.")
+        if has_team:
+            add("team", "Only a team_month budget is over a team.")
     try:
         amount = budget_limit(limit)
     except ValueError as exc:
@@ -660,6 +679,7 @@ def _budget_state(budget: Budget) -> dict[str, Any]:
         "scope": budget.scope,
         "agent": budget.agent_slug,
         "department": budget.department_slug,
+        "team": budget.team_slug,
         "limit": budget.limit_text,
         "edge": budget.edge,
         "degrade_to_model": budget.degrade_to_model,
@@ -706,15 +726,27 @@ def can_change_department_budgets(user: Any, department: Department) -> bool:
     return scope_of(user).covers(Role.FINANCE, department_id=department.pk, team_id=None)
 
 
+def can_change_team_budgets(user: Any, team: Team) -> bool:
+    """As for its department's budgets: admins, and finance over the whole organisation or the
+    team's department (a team's budget caps what the department spends too)."""
+    return scope_of(user).covers(Role.FINANCE, department_id=team.department_id, team_id=None)
+
+
 def _require_budget_owner(
-    actor: User, *, agent: Agent | None, department: Department | None
+    actor: User, *, agent: Agent | None, department: Department | None, team: Team | None = None
 ) -> None:
     if agent is not None:
         if not Agent.objects.for_user(actor, CHANGE).filter(pk=agent.pk).exists():
             raise NotPermitted(f"Only {agent.slug}'s owner or an admin can set its budgets.")
-    elif department is not None and not can_change_department_budgets(actor, department):
+        return
+    if department is not None and not can_change_department_budgets(actor, department):
         raise NotPermitted(
             f"Only an admin or finance for {department.name} can set department budgets."
+        )
+    if team is not None and not can_change_team_budgets(actor, team):
+        raise NotPermitted(
+            f"Only an admin or finance for {team.department.name} can set the budgets of its "
+            f"team {team.name}."
         )
 
 
@@ -728,34 +760,41 @@ def budget_create(
     limit: Any,
     agent: Agent | None = None,
     department: Department | None = None,
+    team: Team | None = None,
     edge: str = BudgetEdge.STOP,
     degrade_to_model: str = "",
     enabled: bool = True,
     slug: str = "",
 ) -> Budget:
-    """Create a budget over one agent (owner or admin) or a department (admin or finance).
+    """Create a budget over one agent (owner or admin), a department or one of its teams (admin
+    or finance over the department).
 
     Every decision of the agent sees it at once (the budget generation is bumped on commit).
     """
-    _require_budget_owner(actor, agent=agent, department=department)
+    _require_budget_owner(actor, agent=agent, department=department, team=team)
     name = _check_budget_name(name)
     _raise_problems(
         budget_problems(
             kind=kind, scope=scope, has_agent=agent is not None,
-            has_department=department is not None, limit=limit, edge=edge,
-            degrade_to_model=degrade_to_model,
+            has_department=department is not None, has_team=team is not None, limit=limit,
+            edge=edge, degrade_to_model=degrade_to_model,
         )
     )  # fmt: skip
     if not isinstance(enabled, bool):
         raise ApplicationError("enabled: true or false.", details={"enabled": ["true or false."]})
-    owner_filter = {"agent": agent} if agent is not None else {"department": department}
+    owner: Agent | Team | Department | None = agent or team or department
+    owner_filter: dict[str, Any] = (
+        {"agent": agent} if agent is not None
+        else {"team": team} if team is not None
+        else {"department": department}
+    )  # fmt: skip
     if Budget.objects.filter(**owner_filter).count() >= BUDGETS_PER_OWNER_MAX:
         raise ApplicationError(
-            f"At most {BUDGETS_PER_OWNER_MAX} budgets over one agent or department; every "
+            f"At most {BUDGETS_PER_OWNER_MAX} budgets over one agent, team or department; every "
             "decision checks each of them. Delete or reuse one.",
             code="too_many_budgets",
         )
-    owner_slug = agent.slug if agent is not None else department.slug if department else ""
+    owner_slug = owner.slug if owner is not None else ""
     budget = Budget(
         slug=_budget_slug(slug, name=name, owner_slug=owner_slug),
         name=name,
@@ -763,6 +802,7 @@ def budget_create(
         scope=scope,
         agent=agent,
         department=department if agent is None else None,
+        team=team if agent is None else None,
         limit=budget_limit(limit),
         edge=edge,
         degrade_to_model=degrade_to_model.strip() if edge == BudgetEdge.DEGRADE else "",
@@ -797,7 +837,9 @@ def budget_update(*, actor: User, budget: Budget, data: Mapping[str, Any]) -> Bu
     owner, so a different budget is a new one. Disabling keeps its ledger and history.
     """
     if not Budget.objects.for_user(actor, CHANGE).filter(pk=budget.pk).exists():
-        _require_budget_owner(actor, agent=budget.agent, department=budget.department)
+        _require_budget_owner(
+            actor, agent=budget.agent, department=budget.department, team=budget.team
+        )
         raise NotPermitted("You may not change this budget.")
     fixed = _budget_state(budget)
     for key in BUDGET_FIXED_FIELDS:
@@ -814,7 +856,7 @@ def budget_update(*, actor: User, budget: Budget, data: Mapping[str, Any]) -> Bu
         )
     budget = (
         Budget.objects.select_for_update(of=("self",))
-        .select_related("agent", "department")
+        .select_related("agent", "department", "team")
         .get(pk=budget.pk)
     )
     before = _budget_state(budget)
@@ -830,8 +872,8 @@ def budget_update(*, actor: User, budget: Budget, data: Mapping[str, Any]) -> Bu
     _raise_problems(
         budget_problems(
             kind=budget.kind, scope=budget.scope, has_agent=budget.agent_id is not None,
-            has_department=budget.department_id is not None, limit=limit, edge=edge,
-            degrade_to_model=model,
+            has_department=budget.department_id is not None,
+            has_team=budget.team_id is not None, limit=limit, edge=edge, degrade_to_model=model,
         )
     )  # fmt: skip
     budget.name = name
@@ -870,7 +912,9 @@ def budget_delete(*, actor: User, budget: Budget) -> None:
     """Delete a budget nothing was ever charged to. One with a ledger is disabled instead:
     the ledger is the durable record of what its decisions charged."""
     if not Budget.objects.for_user(actor, CHANGE).filter(pk=budget.pk).exists():
-        _require_budget_owner(actor, agent=budget.agent, department=budget.department)
+        _require_budget_owner(
+            actor, agent=budget.agent, department=budget.department, team=budget.team
+        )
         raise NotPermitted("You may not delete this budget.")
     charged = budget.ledger.count()
     if charged:

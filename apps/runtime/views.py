@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from apps.accounts.models import Department
+from apps.accounts.models import Department, Team
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
 from apps.common.htmx import wants_fragment
@@ -333,6 +333,8 @@ def _safe_next(request: HttpRequest, fallback: str) -> str:
 def _budget_home(budget: Budget) -> str:
     if budget.agent is not None:
         return budget.agent.get_absolute_url() + "#budgets"
+    if budget.team is not None:
+        return reverse("runtime:department-budgets") + f"#team-{budget.team.slug}"
     return reverse("runtime:department-budgets") + f"#department-{budget.department_slug}"
 
 
@@ -399,8 +401,8 @@ def budget_edit(request: HttpRequest, slug: str) -> HttpResponse:
     home = _budget_home(budget)
     if not selectors.can_change_budget(user, budget):
         return _error_page(
-            request, 403, "Only the agent's owner or an admin (for a department budget: an "
-            "admin or finance) can change this budget."
+            request, 403, "Only the agent's owner or an admin (for a department or team budget: "
+            "an admin or finance) can change this budget."
         )  # fmt: skip
     form = BudgetForm(request.POST if request.method == "POST" else None, budget=budget)
     if form.is_valid():
@@ -466,22 +468,45 @@ def budget_delete(request: HttpRequest, slug: str) -> HttpResponse:
     return _after_budget_change(request, user, home)
 
 
+def _department_sections(
+    departments: list[Department], rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per department, its groups of budget rows: its own budgets (``team`` None) first, then
+    each of its teams that has budgets, by name (``has_teams``: the page then labels the
+    groups). Departments without budgets have no groups."""
+    sections = []
+    for department in departments:
+        own = [r for r in rows if r["budget"].department_id == department.pk]
+        teams: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            team = row["budget"].team
+            if team is not None and team.department_id == department.pk:
+                teams.setdefault(team.pk, {"team": team, "rows": []})["rows"].append(row)
+        groups: list[dict[str, Any]] = [{"team": None, "rows": own}] if own else []
+        groups += sorted(teams.values(), key=lambda group: group["team"].name)
+        sections.append({"department": department, "groups": groups, "has_teams": bool(teams)})
+    return sections
+
+
 @role_required
 @require_http_methods(["GET", "POST"])
 def department_budgets(request: HttpRequest) -> HttpResponse:
-    """Monthly department budgets with their use this month, and the form to set one."""
+    """Monthly budgets over departments and their teams with their use this month, and the form
+    to set one."""
     user = current_user(request)
     departments = list(selectors.budget_departments(user=user))
     writable = [d for d in departments if services.can_change_department_budgets(user, d)]
     form = None
     if writable:
         choices = Department.objects.filter(pk__in=[d.pk for d in writable]).order_by("name")
-        form = BudgetForm(request.POST if request.method == "POST" else None, departments=choices)
+        teams = Team.objects.filter(department__in=choices).order_by("department__name", "name")
+        form = BudgetForm(
+            request.POST if request.method == "POST" else None, departments=choices, teams=teams
+        )
         if form.is_valid():
             try:
                 budget = services.budget_create(
-                    actor=user, department=form.cleaned_data["department"],
-                    kind=form.cleaned_data["kind"], scope=BudgetScope.DEPARTMENT_MONTH,
+                    actor=user, kind=form.cleaned_data["kind"], **form.monthly_owner(),
                     **form.service_data(),
                 )  # fmt: skip
             except ApplicationError as exc:
@@ -492,20 +517,14 @@ def department_budgets(request: HttpRequest) -> HttpResponse:
                 )
                 return redirect(_budget_home(budget))
     elif request.method == "POST":
-        return _error_page(request, 403, "Only an admin or finance can set department budgets.")
-    budgets = list(
-        selectors.budget_list(user=user, scope=BudgetScope.DEPARTMENT_MONTH).filter(
-            department__in=departments
+        return _error_page(
+            request, 403, "Only an admin or finance can set department and team budgets."
         )
-    )
+    budgets = list(selectors.monthly_budgets(user=user, departments=departments))
     rows, store_ok = _budget_rows(user, budgets)
-    sections = [
-        {"department": d, "rows": [r for r in rows if r["budget"].department_id == d.pk]}
-        for d in departments
-    ]
     context = {
         "section": "budgets",
-        "sections": sections,
+        "sections": _department_sections(departments, rows),
         "any_budgets": bool(budgets),
         "budget_store_ok": store_ok,
         "form": form,

@@ -1,5 +1,5 @@
 """Budgets in real Chromium: an owner adds a budget from the agent page's empty state, edits
-and disables it (htmx swaps the panel), and finance sets a department budget."""
+and disables it (htmx swaps the panel), and finance sets a department budget and a team's."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from apps.runtime import services
 from apps.runtime.models import Budget
 
 from ..factories import PASSWORD, make_agent
@@ -86,3 +87,35 @@ def test_finance_sets_a_department_budget(org: Any, new_page: Any, shoot: Any) -
     assert section.get_by_text("0 used of 250").is_visible()
     shoot(page, "budgets-departments")
     assert Budget.objects.get().department == org.claims
+
+
+def test_finance_sets_a_team_budget_under_its_department(
+    org: Any, new_page: Any, shoot: Any
+) -> None:
+    make_agent(org.claims, org.owner, "claims-bot", team=org.claims_ops)
+    services.budget_create(
+        actor=org.admin, department=org.claims, name="Claims monthly spend", kind="spend",
+        scope="department_month", limit=2500,
+    )  # fmt: skip
+    page = new_page()
+    log_in(page, "fiona", PASSWORD)
+    page.goto("/department-budgets/")
+    page.get_by_label("Department", exact=True).select_option("claims")
+    page.get_by_label("Team (optional)", exact=True).select_option(label="Claims / Claims Ops")
+    page.get_by_label("Name", exact=True).fill("Claims Ops tokens")
+    page.get_by_label("Kind", exact=True).select_option("tokens")
+    page.get_by_label("Limit", exact=True).fill("900000")
+    page.get_by_label("At the limit", exact=True).select_option("degrade")
+    page.get_by_label("Degrade to model").fill("gpt-4.1-mini")
+    page.get_by_role("button", name="Create budget").click()
+    page.wait_for_url("**/department-budgets/#team-claims-ops")
+    assert page.get_by_text("is in force from the next decision").is_visible()
+    section = page.locator("#department-claims")
+    team = section.get_by_role("list", name="Team Claims Ops")
+    assert section.get_by_role("heading", name="Team Claims Ops").is_visible()
+    assert team.get_by_text("Claims Ops tokens").is_visible()
+    assert team.get_by_text("0 used of 900000").is_visible()
+    assert section.get_by_text("Claims monthly spend").is_visible()
+    budget = Budget.objects.get(name="Claims Ops tokens")
+    assert (budget.scope, budget.team, budget.department) == ("team_month", org.claims_ops, None)
+    shoot(page, "budgets-departments-team")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from apps.costs.rollups import forget_month_spend
 from apps.registry import services as registry
 from apps.registry.models import Agent
 from apps.runtime import services as runtime
@@ -44,6 +45,8 @@ class Spender:
             ),
             credential=self.credential,
         )
+        # The ingest forgets this month's spend once it commits; a test's transaction never does.
+        forget_month_spend()
 
     def run(self, task: str = "A task") -> Run:
         return runtime.run_start(credential=self.credential, task=task)[0]

@@ -134,13 +134,18 @@ def test_budget_burn_shows_spent_limit_and_a_forecast_to_the_month_end(org, spen
         name="Claims AI spend", kind="spend", scope="department_month", department=org.claims,
         limit=Decimal("500"),
     )  # fmt: skip
+    Budget.objects.create(
+        name="Ops AI spend", kind="spend", scope="team_month", team=org.claims_ops,
+        limit=Decimal("100"),
+    )  # fmt: skip
     rows = read_csv(console_client(org.finance).get(URL, {"export": "budget-burn"}))
-    assert len(rows) == 1 and rows[0]["Budget"] == "Claims AI spend"
+    assert [(r["Budget"], r["Over"]) for r in rows] == [
+        ("Claims AI spend", "Claims"), ("Ops AI spend", "Claims / Claims Ops"),
+    ]  # fmt: skip
     month = NOW.date().replace(day=1)
-    spent = department_month_total(department_id=org.claims.pk, month=month).quantize(
-        Decimal("0.01")
-    )
+    spent = cents(department_month_total(department_id=org.claims.pk, month=month))
     assert Decimal(rows[0]["Spent (USD)"]) == spent
+    assert Decimal(rows[1]["Spent (USD)"]) == spent  # all of Claims' spend is the team's bot
     assert Decimal(rows[0]["Forecast (USD)"]) >= spent
 
 

@@ -4,23 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('costs', '0002_cost_rollups'),
+        ("costs", "0002_cost_rollups"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MonthCost',
+            name="MonthCost",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('month', models.DateField()),
-                ('department_id', models.BigIntegerField(default=0)),
-                ('team_id', models.BigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=6, default=0, max_digits=18)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("month", models.DateField()),
+                ("department_id", models.BigIntegerField(default=0)),
+                ("team_id", models.BigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=6, default=0, max_digits=18)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('month', 'department_id', 'team_id'), name='month_cost_key')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("month", "department_id", "team_id"), name="month_cost_key"
+                    )
+                ],
             },
         ),
     ]

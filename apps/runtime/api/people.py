@@ -194,7 +194,15 @@ class BudgetOutput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=BudgetKind.choices)
     scope = serializers.ChoiceField(choices=BudgetScope.choices)
     agent = serializers.CharField(source="agent.slug", allow_null=True, default=None)
-    department = serializers.CharField(source="department.slug", allow_null=True, default=None)
+    department = serializers.CharField(
+        source="department.slug", allow_null=True, default=None,
+        help_text="The department (department_month); null for a team budget, whose department "
+        "is the team's.",
+    )  # fmt: skip
+    team = serializers.CharField(
+        source="team.slug", allow_null=True, default=None,
+        help_text="The team (team_month): the budget caps its agents' use together.",
+    )  # fmt: skip
     limit = serializers.CharField(
         source="limit_text", help_text='A decimal string, e.g. "50000" or "12.5".'
     )
@@ -215,17 +223,23 @@ class BudgetCreateInput(StrictSerializer):
     name = StrictCharField(max_length=BUDGET_NAME_MAX)
     slug = StrictCharField(
         max_length=BUDGET_SLUG_MAX, required=False, allow_blank=True,
-        help_text="Optional; made from the agent or department and the name when left out.",
+        help_text="Optional; made from the agent, team or department and the name when left out.",
     )  # fmt: skip
     kind = serializers.ChoiceField(choices=BudgetKind.choices)
     scope = serializers.ChoiceField(choices=BudgetScope.choices)
     agent = StrictCharField(
         max_length=60,
         required=False,
-        help_text="The agent's slug (every scope but department_month).",
+        help_text="The agent's slug (every scope but department_month and team_month).",
     )
     department = StrictCharField(
         max_length=60, required=False, help_text="The department's slug (department_month only)."
+    )
+    team = StrictCharField(
+        max_length=60,
+        required=False,
+        help_text="The team's slug (team_month only): a monthly budget over every agent of the "
+        "team. Its department is the team's; leave department out.",
     )
     limit = BudgetLimitField(help_text=f"Greater than 0, at most {BUDGET_LIMIT_MAX:,}.")
     edge = serializers.ChoiceField(choices=BudgetEdge.choices, required=False)
@@ -256,10 +270,16 @@ class BudgetUpdateInput(StrictSerializer):
 
 class BudgetFilter(ListFilterSerializer):
     agent = StrictCharField(
-        max_length=60, required=False, help_text="Budgets that apply to this agent (its own and "
-        "its department's)."
+        max_length=60, required=False, help_text="Budgets that apply to this agent (its own, its "
+        "department's and its team's)."
     )  # fmt: skip
-    department = StrictCharField(max_length=60, required=False)
+    department = StrictCharField(
+        max_length=60, required=False,
+        help_text="Budgets over the department, one of its teams or one of its agents.",
+    )  # fmt: skip
+    team = StrictCharField(
+        max_length=60, required=False, help_text="Budgets over the team or one of its agents."
+    )
     scope = serializers.ChoiceField(choices=BudgetScope.choices, required=False)
     kind = serializers.ChoiceField(choices=BudgetKind.choices, required=False)
     enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -277,6 +297,14 @@ _BUDGET_EXAMPLE = {
     "edge": "degrade",
     "degrade_to_model": "gpt-4.1-mini",
 }
+_TEAM_BUDGET_EXAMPLE = {
+    "name": "Claims Ops monthly spend",
+    "kind": "spend",
+    "scope": "team_month",
+    "team": "claims-ops",
+    "limit": 400,
+    "edge": "ask",
+}
 
 
 def _department(user: Any, slug: str) -> Any:
@@ -290,13 +318,22 @@ def _department(user: Any, slug: str) -> Any:
     return department
 
 
+def _team(user: Any, slug: str) -> Any:
+    """A team whose budgets the user may see (its department's readers); 404 otherwise."""
+    team = selectors.budget_teams(user=user).filter(slug=slug).first()
+    if team is None:
+        raise NotFound(f"No team {slug!r} in your scope.", details={"team": ["No such team."]})
+    return team
+
+
 class BudgetListCreateApi(APIView):
     @extend_schema(
         parameters=[BudgetFilter],
         responses={200: BudgetOutput(many=True)},
         operation_id="budgets_list",
         description="Budgets you may see: those over agents you can see, and the department "
-        "budgets of departments you work in or see agents of.",
+        "and team budgets of departments you work in (or in one of whose teams) or see agents "
+        "of.",
     )
     def get(self, request: Request) -> Response:
         filters = list_filters(request, BudgetFilter)
@@ -310,18 +347,23 @@ class BudgetListCreateApi(APIView):
         responses={201: BudgetOutput},
         operation_id="budgets_create",
         description="Create a budget over one agent (its owner or an admin) or, with scope "
-        "department_month, over a department (an admin or finance). Decisions see it at once.",
-        examples=[OpenApiExample("Tokens per run, degrading", value=_BUDGET_EXAMPLE)],
+        "department_month, over a department, or with team_month over one team of a "
+        "department (an admin or finance over the department). Decisions see it at once.",
+        examples=[
+            OpenApiExample("Tokens per run, degrading", value=_BUDGET_EXAMPLE),
+            OpenApiExample("A team's monthly spend, asking", value=_TEAM_BUDGET_EXAMPLE),
+        ],
     )
     def post(self, request: Request) -> Response:
         user = current_user(request)
         data = validated(BudgetCreateInput, request.data)
         agent = agent_get(user=user, slug=data["agent"]) if data.get("agent") else None
         department = _department(user, data["department"]) if data.get("department") else None
+        team = _team(user, data["team"]) if data.get("team") else None
         budget = services.budget_create(
             actor=user, name=data["name"], slug=data.get("slug", ""), kind=data["kind"],
             scope=data["scope"], limit=data["limit"], agent=agent, department=department,
-            edge=data.get("edge", BudgetEdge.STOP),
+            team=team, edge=data.get("edge", BudgetEdge.STOP),
             degrade_to_model=data.get("degrade_to_model", ""), enabled=data.get("enabled", True),
         )  # fmt: skip
         return object_response(request, BudgetOutput, budget, status=201)
@@ -338,7 +380,7 @@ class BudgetDetailApi(APIView):
         responses={200: BudgetOutput},
         operation_id="budgets_update",
         description="Change the name, limit, edge, degrade model or enabled flag. Kind, scope, "
-        "agent and department are fixed. `enabled: false` disables it (its ledger stays).",
+        "agent, department and team are fixed. `enabled: false` disables it (its ledger stays).",
     )
     def patch(self, request: Request, slug: str) -> Response:
         user = current_user(request)
