@@ -172,6 +172,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "options": {"expires": 60},
     },
+    "budget-alerts": {"task": "costs.budget_alerts", "schedule": 60.0, "options": {"expires": 60}},
 }
 
 # --- Auth ------------------------------------------------------------------------------------

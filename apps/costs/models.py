@@ -6,6 +6,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from apps.approvals.models import DeliveryStatus
 
 PRICE_DIGITS = 12
 PRICE_PLACES = 6
@@ -205,3 +208,80 @@ class RollupCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} at {self.position:%Y-%m-%d %H:%M:%S}"
+
+
+# --- monthly budget alerts (apps/costs/alerts.py, docs/costs-budgets.md) ------------------------
+
+
+class BudgetAlert(models.Model):
+    """A monthly spend budget (a department's or a team's) crossed one of its thresholds (50,
+    80 or 100 % of its limit) in one calendar month: at most once per budget, month and
+    threshold, whoever checks. ``covered_by``: the higher threshold crossed in the same check
+    whose message told of this one too (only the highest crossed at once is announced)."""
+
+    budget = models.ForeignKey("runtime.Budget", on_delete=models.CASCADE, related_name="alerts")
+    period = models.DateField(help_text="The month's first day (UTC).")
+    threshold = models.PositiveSmallIntegerField(help_text="Per cent of the limit: 50, 80 or 100.")
+    spent_usd = models.DecimalField(max_digits=USD_DIGITS, decimal_places=USD_PLACES)
+    limit_usd = models.DecimalField(max_digits=USD_DIGITS, decimal_places=USD_PLACES)
+    covered_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="covers"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-threshold", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period", "threshold"], name="budget_alert_once_per_month"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"budget {self.budget_id} {self.period:%Y-%m} at {self.threshold}%"
+
+    @property
+    def used_percent(self) -> int:
+        """What was spent when it fired, in whole per cent of the limit, rounded down: an
+        alert at 100 % never reads 99 %, nor 99.6 % as 100 %."""
+        return int(self.spent_usd * 100 / self.limit_usd) if self.limit_usd > 0 else 0
+
+
+class AlertNoticeKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    CHANNEL = "channel", "Notification channel"
+
+
+class BudgetAlertNotice(models.Model):
+    """One telling of an alert: an email to a finance person (``target``: the address), or a
+    message on a notification channel (``target``: the channel's id), and how sending it went
+    (``status``: approvals' delivery states)."""
+
+    alert = models.ForeignKey(BudgetAlert, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=8, choices=AlertNoticeKind.choices)
+    target = models.CharField(max_length=254, help_text="The address, or the channel's id.")
+    channel = models.ForeignKey(
+        "approvals.NotificationChannel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alert", "kind", "target"], name="budget_alert_notice_once_per_target"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target} · {self.status}"

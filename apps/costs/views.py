@@ -16,7 +16,7 @@ from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
 from apps.registry.selectors import agent_get
 
-from . import dashboard, selectors, services
+from . import alert_selectors, dashboard, selectors, services
 from .exports import CHARGEBACK_COLUMNS, chargeback_json, chargeback_rows
 from .forms import DEFAULT_PERIOD, ChargebackForm, CostFilterForm, ModelPriceForm
 
@@ -66,6 +66,7 @@ def finance(request: HttpRequest) -> HttpResponse:
         "form": form,
         "overview": overview,
         "query": request.GET.urlencode(),
+        "budget_alerts": alert_selectors.budget_alerts_for(user=user),
         "chargeback_form": ChargebackForm(
             initial={
                 "month": f"{filters.end:%Y-%m}",
