@@ -34,7 +34,8 @@ TOP_AGENTS = 10
 RUNS_SHOWN = 50
 UNATTRIBUTED = "Unattributed (unregistered agents)"
 # Anomalies: a day costing more than the median of the days before it plus this many robust
-# standard deviations (1.4826 x the median absolute deviation), and at least MIN_DAY_USD.
+# standard deviations (1.4826 x the median absolute deviation), and at least twice that median
+# and ANOMALY_MIN_USD more: day-to-day noise of a small budget must not page finance.
 ANOMALY_LOOKBACK_DAYS = 14
 ANOMALY_MIN_HISTORY = 7
 ANOMALY_SIGMAS = 3.0
@@ -204,7 +205,7 @@ def _over_time(user: User, filters: Filters, names: dict[int, str]) -> Chart:
         columns=["Day", "Department", "Cost (USD)", "Anomaly"],
         rows=rows,
         note=f"Anomaly: a day above the median of the {ANOMALY_LOOKBACK_DAYS} days before it "
-        f"by more than {ANOMALY_SIGMAS:g} robust standard deviations.",
+        f"by more than {ANOMALY_SIGMAS:g} robust standard deviations, and at least double it.",
     )
     chart.figure = _figure(traces, x_title="Day (UTC)", y_title="US dollars")
     return chart
@@ -223,7 +224,7 @@ def _usual(series: dict[date, Decimal], day: date) -> tuple[Decimal, Decimal] | 
 
 
 def _is_anomaly(value: Decimal, median: Decimal, spread: Decimal) -> bool:
-    floor = max(spread * Decimal(ANOMALY_SIGMAS), median * Decimal("0.5"), ANOMALY_MIN_USD)
+    floor = max(spread * Decimal(ANOMALY_SIGMAS), median, ANOMALY_MIN_USD)
     return value > median + floor
 
 

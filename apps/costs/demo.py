@@ -119,7 +119,7 @@ def demo_costs_load(*, actor: Any, days: int = DEMO_DAYS, seed: int = 7) -> int:
         model = MODELS[index % len(MODELS)]
         for day in range(days, 0, -1):
             date = today - timedelta(days=day)
-            tasks = rng.randint(1, 4) + (8 if agent.department_id == runaway and day == 6 else 0)
+            tasks = rng.randint(2, 4) + (10 if agent.department_id == runaway and day == 6 else 0)
             spans: list[PbSpan] = []
             ended: list[tuple[Run, datetime, str, str]] = []
             for _ in range(tasks):

@@ -66,6 +66,10 @@ def _arguments(schema: dict[str, Any]) -> dict[str, Any] | None:
     return arguments if Draft202012Validator(schema).is_valid(arguments) else None
 
 
+def _provider(model: str) -> str:
+    return "anthropic" if model.startswith("claude") else "openai"
+
+
 def _spans(run: Run, agent: Agent, tools: list[str]) -> ExportTraceServiceRequest:
     trace_id, root_id = os.urandom(16), os.urandom(8)
     # The spans fill the run so far, in proportion: the agent, its model call, then its tools.
@@ -88,7 +92,8 @@ def _spans(run: Run, agent: Agent, tools: list[str]) -> ExportTraceServiceReques
             start_time_unix_nano=at(0.02), end_time_unix_nano=at(0.4),
             attributes=_attributes({
                 "gen_ai.operation.name": "chat", "gen_ai.request.model": agent.default_model or "gpt-4o",
-                "gen_ai.provider.name": "openai", "gen_ai.usage.input_tokens": 1840,
+                "gen_ai.provider.name": _provider(agent.default_model or "gpt-4o"),
+                "gen_ai.usage.input_tokens": 1840,
                 "gen_ai.usage.output_tokens": 212, "tether.run.id": str(run.pk),
             }),
         ),
