@@ -309,7 +309,7 @@ def delivery_send(*, delivery_id: int) -> bool:
             _send(delivery.channel, build_notice(delivery.approval, delivery.event), delivery)
         except DeliveryError as exc:
             failure = exc
-        _record(delivery, failure)
+        delivery_record(delivery, failure)
     if failure is not None:
         logger.warning(
             "approvals: delivery %s (%s, %s) failed: %s",
@@ -324,25 +324,28 @@ def delivery_send(*, delivery_id: int) -> bool:
     return True
 
 
-def _record(delivery: NotificationDelivery, failure: DeliveryError | None) -> None:
+def delivery_record(row: Any, failure: DeliveryError | None) -> None:
+    """Record how one attempt went on a delivery row (an approval's, a kill's, a budget
+    alert's notice: each has ``status``, ``last_error`` and ``sent_at``): sent, failed (to be
+    retried) or given up."""
     if failure is None:
         status, error, sent_at = DeliveryStatus.SENT, "", timezone.now()
     else:
         status = DeliveryStatus.FAILED if failure.retryable else DeliveryStatus.GAVE_UP
         error, sent_at = bounded(failure.message), None
-    NotificationDelivery.objects.filter(pk=delivery.pk).update(
-        status=status, last_error=error, sent_at=sent_at
+    type(row).objects.filter(pk=row.pk).update(status=status, last_error=error, sent_at=sent_at)
+    row.status, row.last_error, row.sent_at = status, error, sent_at
+
+
+def delivery_row_give_up(model: Any, pk: int) -> bool:
+    """After the last retry: a delivery row still failing is given up (its error is kept)."""
+    return bool(
+        model.objects.filter(pk=pk, status__in=CLAIMABLE).update(status=DeliveryStatus.GAVE_UP)
     )
-    delivery.status, delivery.last_error, delivery.sent_at = status, error, sent_at
 
 
 def delivery_give_up(*, delivery_id: int) -> bool:
-    """After the last retry: a delivery still failing is given up (its error is kept)."""
-    return bool(
-        NotificationDelivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE).update(
-            status=DeliveryStatus.GAVE_UP
-        )
-    )
+    return delivery_row_give_up(NotificationDelivery, delivery_id)
 
 
 def bounded(text: str, limit: int = ERROR_MAX) -> str:

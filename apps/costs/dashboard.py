@@ -301,6 +301,8 @@ def _by_model(spend: QuerySet[CostDaily]) -> Chart:
             "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + provider + "</extra>",
         })  # fmt: skip
     chart.figure = _figure(traces, x_title="Model", y_title="US dollars")
+    chart.figure["layout"]["xaxis"]["tickangle"] = -20
+    chart.figure["layout"]["legend"]["y"] = -0.45  # below the slanted model names
     return chart
 
 

@@ -117,13 +117,13 @@ def demo_costs_load(*, actor: Any, days: int = DEMO_DAYS, seed: int = 7) -> int:
             actor=actor, agent=agent, environment=DEMO_ENVIRONMENT, name="demo spend"
         )[0]  # fmt: skip
         model = MODELS[index % len(MODELS)]
-        for day in range(days, 0, -1):
+        for day in range(days, -1, -1):  # to today, up to now
             date = today - timedelta(days=day)
             tasks = rng.randint(2, 4) + (10 if agent.department_id == runaway and day == 6 else 0)
             spans: list[PbSpan] = []
             ended: list[tuple[Run, datetime, str, str]] = []
             for _ in range(tasks):
-                when = date + timedelta(hours=rng.uniform(7, 19))
+                when = min(date + timedelta(hours=rng.uniform(7, 19)), now - timedelta(minutes=5))
                 run, _ = runtime.run_start(
                     credential=credential, task=f"Demo task for {agent.name}"
                 )

@@ -35,6 +35,8 @@ from apps.approvals.notify import (
     Notice,
     RetryableDeliveryError,
     bounded,
+    delivery_record,
+    delivery_row_give_up,
     email_addresses,
     json_bytes,
     post_json,
@@ -295,7 +297,7 @@ def notice_send(*, notice_id: int) -> bool:
             _send_notice(notice)
         except DeliveryError as exc:
             failure = exc
-        _record_notice(notice, failure)
+        delivery_record(notice, failure)
     if failure is not None:
         logger.warning(
             "killswitch: notice %s (%s %s) failed: %s",
@@ -341,23 +343,9 @@ def _send_notice(notice: KillNotice) -> None:
         raise DeliveryError(f"Unknown notice kind {notice.kind!r}.", retryable=False)
 
 
-def _record_notice(notice: KillNotice, failure: DeliveryError | None) -> None:
-    if failure is None:
-        status, error, sent_at = DeliveryStatus.SENT, "", timezone.now()
-    else:
-        status = DeliveryStatus.FAILED if failure.retryable else DeliveryStatus.GAVE_UP
-        error, sent_at = bounded(failure.message, ERROR_MAX), None
-    KillNotice.objects.filter(pk=notice.pk).update(status=status, last_error=error, sent_at=sent_at)
-    notice.status, notice.last_error, notice.sent_at = status, error, sent_at
-
-
 def notice_give_up(*, notice_id: int) -> bool:
     """After the last retry: a notice still failing is given up (its error is kept)."""
-    return bool(
-        KillNotice.objects.filter(pk=notice_id, status__in=NOTICE_CLAIMABLE).update(
-            status=DeliveryStatus.GAVE_UP
-        )
-    )
+    return delivery_row_give_up(KillNotice, notice_id)
 
 
 # --- the safe-state webhook ----------------------------------------------------------------------
