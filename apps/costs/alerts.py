@@ -71,7 +71,6 @@ EMAIL_TEMPLATE = "costs/notifications/email"
 LINK_TEXT = "Open the costs dashboard"
 AUDIT_ACTION = "costs.budget.alert"
 BUDGET_TARGET = "budget"  # the runtime's budget events target this type too
-ERROR_MAX = 500  # BudgetAlertNotice.last_error
 NOTICE_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.FAILED)
 # An announced alert with no notice yet (the worker died between its commit and the planning)
 # is planned again by the checks that follow: from REPLAN_AFTER after it was recorded (its own
