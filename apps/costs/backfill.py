@@ -27,7 +27,15 @@ from apps.traces.constants import SpanKind
 from apps.traces.costing import span_cost
 from apps.traces.models import Span
 
-from .models import CostDaily, MonthCost, PersonCostDaily, RunCost, TaskCostDaily
+from .models import (
+    AgentCostDaily,
+    CostDaily,
+    DepartmentCostDaily,
+    MonthCost,
+    PersonCostDaily,
+    RunCost,
+    TaskCostDaily,
+)
 from .rollups import _add, _upsert, attribution, forget_attributions, forget_month_spend
 
 PRICE_BATCH = 2000
@@ -132,11 +140,35 @@ def _rebuild_days(start: datetime | None) -> int:
         _add(people, person_key, person_row["cost"], person_row["calls"])
     _upsert(CostDaily, daily, ("cost_usd", "calls", "input_tokens", "output_tokens"))
     _upsert(PersonCostDaily, people, ("cost_usd", "calls"))
-    return len(daily) + len(people) + _rebuild_months()
+    return len(daily) + len(people) + _rebuild_summaries()
 
 
-def _rebuild_months() -> int:
-    """Every month's spend per department and team, summed from the day rollups."""
+def _rebuild_summaries() -> int:
+    """The rollups summed from the day rollup itself: per department, per agent, per month."""
+    rebuilt = 0
+    summaries: list[tuple[type[Any], tuple[str, ...], tuple[str, ...]]] = [
+        (
+            DepartmentCostDaily,
+            ("day", "department_id", "team_id", "environment", "model", "provider", "source"),
+            ("cost_usd", "calls", "input_tokens", "output_tokens"),
+        ),
+        (
+            AgentCostDaily,
+            ("day", "agent_id", "department_id", "environment"),
+            ("cost_usd", "calls"),
+        ),
+    ]
+    for model, keys, amounts in summaries:
+        model.objects.all().delete()
+        table: dict[tuple[Any, ...], list[Any]] = {}
+        for row in (
+            CostDaily.objects.values(*keys)
+            .annotate(**{f"sum_{a}": Sum(a) for a in amounts})
+            .order_by()
+        ):
+            _add(table, tuple(row[k] for k in keys), *(row[f"sum_{a}"] for a in amounts))
+        _upsert(model, table, amounts)
+        rebuilt += len(table)
     MonthCost.objects.all().delete()
     months: dict[tuple[Any, ...], list[Any]] = {}
     for row in (
@@ -147,13 +179,32 @@ def _rebuild_months() -> int:
         _add(months, (row["month"], row["department_id"], row["team_id"]), row["cost"])
     _upsert(MonthCost, months, ("cost_usd",))
     forget_month_spend()
-    return len(months)
+    return rebuilt + len(months)
+
+
+def tasks_rebuild() -> int:
+    """The task rollup summed from the runs counted as tasks (``RunCost.counted_*``): the two
+    always agree, and this is how the task rollup is rebuilt from its runs."""
+    TaskCostDaily.objects.all().delete()
+    tasks: dict[tuple[Any, ...], list[Any]] = {}
+    for row in (
+        RunCost.objects.exclude(counted_state="")
+        .values("counted_day", "department_id", "environment", "counted_state", "counted_outcome")
+        .annotate(runs=Count("run_id"), cost=Sum("cost_usd"))
+        .order_by()
+    ):
+        key = (
+            row["counted_day"], row["department_id"], row["environment"], row["counted_state"],
+            row["counted_outcome"],
+        )  # fmt: skip
+        _add(tasks, key, row["runs"], row["cost"])
+    _upsert(TaskCostDaily, tasks, ("runs", "cost_usd"))
+    return sum(v[0] for v in tasks.values())
 
 
 def _rebuild_runs() -> tuple[int, int]:
     """Every run's cost from its spans, and every ended run counted as a task once."""
     RunCost.objects.all().delete()
-    TaskCostDaily.objects.all().delete()
     spent = {
         row["run_id"]: row
         for row in Span.objects.filter(run__isnull=False, cost_usd__isnull=False)
@@ -165,7 +216,6 @@ def _rebuild_runs() -> tuple[int, int]:
         "pk", "agent_id", "environment", "state", "outcome", "ended_at"
     )
     rows: list[RunCost] = []
-    tasks: dict[tuple[Any, ...], list[Any]] = {}
     for pk, agent_id, environment, state, outcome, ended_at in runs.iterator():
         who = attribution(agent_id)
         cost = spent[pk]["cost"] if pk in spent else Decimal(0)
@@ -179,11 +229,5 @@ def _rebuild_runs() -> tuple[int, int]:
                 counted_outcome=outcome if ended_on else "", counted_day=ended_on,
             )
         )  # fmt: skip
-        if ended_on is not None:
-            key = (
-                ended_on, agent_id, environment, state, outcome, who.department_id, who.team_id,
-            )  # fmt: skip
-            _add(tasks, key, 1, cost)
     RunCost.objects.bulk_create(rows, batch_size=PRICE_BATCH)
-    _upsert(TaskCostDaily, tasks, ("runs", "cost_usd"))
-    return len(rows), sum(v[0] for v in tasks.values())
+    return len(rows), tasks_rebuild()

@@ -27,7 +27,7 @@ from apps.runtime.constants import BudgetKind, BudgetScope, RunState
 from apps.runtime.models import Budget, Run
 from apps.runtime.selectors import budget_departments
 
-from .models import CostDaily, RunCost, TaskCostDaily
+from .models import AgentCostDaily, CostDaily, DepartmentCostDaily, RunCost, TaskCostDaily
 
 CENT = Decimal("0.01")
 TOP_AGENTS = 10
@@ -133,13 +133,13 @@ def _department_names(departments: Iterable[Department]) -> dict[int, str]:
 def finance_overview(*, user: User, filters: Filters) -> Overview:
     departments = cost_departments(user=user)
     names = _department_names(departments)
-    spend = _scoped(CostDaily, user, filters)
+    spend = _scoped(DepartmentCostDaily, user, filters)
     totals = spend.aggregate(cost=Sum("cost_usd"), calls=Sum("calls"))
     unpriced = spend.filter(source="unpriced")
     unpriced_totals = unpriced.aggregate(cost=Sum("cost_usd"), calls=Sum("calls"))
     charts = [
         _over_time(user, filters, names),
-        _top_agents(user, spend),
+        _top_agents(user, _scoped(AgentCostDaily, user, filters)),
         _by_model(spend),
         _per_task(user, filters, names),
         _budget_burn(user, filters, departments),
@@ -164,7 +164,7 @@ def _over_time(user: User, filters: Filters, names: dict[int, str]) -> Chart:
     )  # fmt: skip
     per_day: dict[int, dict[date, Decimal]] = defaultdict(dict)
     for row in (
-        _scoped(CostDaily, user, lookback)
+        _scoped(DepartmentCostDaily, user, lookback)
         .values("department_id", "day")
         .annotate(cost=Sum("cost_usd"))
         .order_by()
@@ -228,7 +228,7 @@ def _is_anomaly(value: Decimal, median: Decimal, spread: Decimal) -> bool:
     return value > median + floor
 
 
-def _top_agents(user: User, spend: QuerySet[CostDaily]) -> Chart:
+def _top_agents(user: User, spend: QuerySet[AgentCostDaily]) -> Chart:
     ranked = list(
         spend.values("agent_id")
         .annotate(cost=Sum("cost_usd"), calls=Sum("calls"))
@@ -273,7 +273,7 @@ def _top_agents(user: User, spend: QuerySet[CostDaily]) -> Chart:
     return chart
 
 
-def _by_model(spend: QuerySet[CostDaily]) -> Chart:
+def _by_model(spend: QuerySet[CostDaily] | QuerySet[DepartmentCostDaily]) -> Chart:
     rows = [
         [
             r["provider"] or "(not said)", r["model"] or ("tool calls" if r["source"] == "tool" else "(not said)"),
@@ -376,7 +376,9 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
     daily: dict[tuple[int, int], dict[date, Decimal]] = defaultdict(dict)
     if budgets:
         wanted = {(b.team.department_id if b.team else b.department_id) or 0 for b in budgets}
-        rows_q = CostDaily.objects.filter(department_id__in=wanted, day__gte=first, day__lte=today)
+        rows_q = DepartmentCostDaily.objects.filter(
+            department_id__in=wanted, day__gte=first, day__lte=today
+        )
         for row in (
             rows_q.values("department_id", "team_id", "day")
             .annotate(cost=Sum("cost_usd"))

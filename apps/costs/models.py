@@ -104,6 +104,60 @@ class CostDaily(models.Model):
         return f"{self.day} agent {self.agent_id} {self.model or self.source}: {self.cost_usd}"
 
 
+class DepartmentCostDaily(models.Model):
+    """:class:`CostDaily` without the agent: a department's (and team's) spend per day,
+    environment, model, provider and price source. The finance console's charts read it: a
+    few dozen rows a day, where the full key has thousands once there are many agents."""
+
+    day = models.DateField()
+    department_id = models.BigIntegerField(default=0)
+    team_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=9)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "day", "department_id", "team_id", "environment", "model", "provider",
+                    "source",
+                ],
+                name="department_cost_daily_key",
+            ),
+        ]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"{self.day} department {self.department_id}: {self.cost_usd}"
+
+
+class AgentCostDaily(models.Model):
+    """An agent's spend per day and environment, whatever the model: the top agents."""
+
+    day = models.DateField()
+    agent_id = models.BigIntegerField(default=0)
+    department_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent_id", "department_id", "environment"],
+                name="agent_cost_daily_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} agent {self.agent_id}: {self.cost_usd}"
+
+
 class PersonCostDaily(models.Model):
     """What was spent in one UTC day by runs on behalf of one person, per department and
     environment (a run's ``on_behalf_of``; 0 for runs on nobody's behalf)."""
@@ -171,13 +225,11 @@ class RunCost(models.Model):
 
 
 class TaskCostDaily(models.Model):
-    """Runs that ended in one UTC day, per agent, environment, end state and outcome, with
-    what they cost: the cost of a task, and of a successful one."""
+    """Runs that ended in one UTC day, per department, environment, end state and outcome,
+    with what they cost: the cost of a task, and of a successful one."""
 
     day = models.DateField()
-    agent_id = models.BigIntegerField(default=0)
     department_id = models.BigIntegerField(default=0)
-    team_id = models.BigIntegerField(default=0)
     environment = models.CharField(max_length=32)
     state = models.CharField(max_length=16)
     outcome = models.CharField(max_length=100, blank=True)
@@ -187,17 +239,13 @@ class TaskCostDaily(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=[
-                    "day", "agent_id", "environment", "state", "outcome", "department_id",
-                    "team_id",
-                ],
+                fields=["day", "department_id", "environment", "state", "outcome"],
                 name="task_cost_daily_key",
             ),
-        ]  # fmt: skip
-        indexes = [models.Index(fields=["department_id", "day"], name="task_cost_department")]
+        ]
 
     def __str__(self) -> str:
-        return f"{self.day} agent {self.agent_id} {self.state}: {self.runs} runs"
+        return f"{self.day} department {self.department_id} {self.state}: {self.runs} runs"
 
 
 class RollupCursor(models.Model):

@@ -3,7 +3,9 @@
 As an export's spans are inserted (apps/traces/hooks.py: in the same transaction, only the
 spans really inserted, so a retried export adds nothing) their costs are added into
 :class:`CostDaily` (per day, agent, team, department, business process, environment, model,
-provider and price source), :class:`PersonCostDaily` (per person the run acted for) and
+provider and price source; :class:`DepartmentCostDaily` and :class:`AgentCostDaily` sum it
+without the agent, and without the model, for the charts), :class:`PersonCostDaily` (per
+person the run acted for) and
 :class:`RunCost` (per run). A run's spend is attributed to the agent's department, team and
 business process as they are when the spend is stored: a cost centre's past does not move when
 an agent changes hands.
@@ -36,7 +38,16 @@ from apps.runtime.constants import RunState
 from apps.runtime.models import Run
 from apps.traces.storage import SpanRow
 
-from .models import CostDaily, MonthCost, PersonCostDaily, RollupCursor, RunCost, TaskCostDaily
+from .models import (
+    AgentCostDaily,
+    CostDaily,
+    DepartmentCostDaily,
+    MonthCost,
+    PersonCostDaily,
+    RollupCursor,
+    RunCost,
+    TaskCostDaily,
+)
 
 # Runs whose end committed after a later run's (transactions overlap) are still found: each
 # minute the job looks this far behind the newest end it has counted.
@@ -127,6 +138,8 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
     if not priced:
         return
     daily: dict[tuple[Any, ...], list[Any]] = {}
+    departments: dict[tuple[Any, ...], list[Any]] = {}
+    agents: dict[tuple[Any, ...], list[Any]] = {}
     people: dict[tuple[Any, ...], list[Any]] = {}
     months: dict[tuple[Any, ...], list[Any]] = {}
     runs: dict[uuid.UUID, list[Any]] = {}
@@ -139,7 +152,14 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
             day, row.agent_id or 0, row.environment, row.model, row.provider, row.cost_source,
             who.department_id, who.team_id, who.business_process,
         )  # fmt: skip
-        _add(daily, key, cost, 1, row.input_tokens or 0, row.output_tokens or 0)
+        tokens = (row.input_tokens or 0, row.output_tokens or 0)
+        _add(daily, key, cost, 1, *tokens)
+        department_key = (
+            day, who.department_id, who.team_id, row.environment, row.model, row.provider,
+            row.cost_source,
+        )  # fmt: skip
+        _add(departments, department_key, cost, 1, *tokens)
+        _add(agents, (day, row.agent_id or 0, who.department_id, row.environment), cost, 1)
         person = behalf.get(row.run_id, 0) if row.run_id else 0
         _add(people, (day, person, who.department_id, row.environment), cost, 1)
         _add(months, (day.replace(day=1), who.department_id, who.team_id), cost)
@@ -151,6 +171,10 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
             held[4] += cost
             held[5] += 1
     _upsert(CostDaily, daily, ("cost_usd", "calls", "input_tokens", "output_tokens"))
+    _upsert(
+        DepartmentCostDaily, departments, ("cost_usd", "calls", "input_tokens", "output_tokens")
+    )
+    _upsert(AgentCostDaily, agents, ("cost_usd", "calls"))
     _upsert(PersonCostDaily, people, ("cost_usd", "calls"))
     _upsert(MonthCost, months, ("cost_usd",))
     _runs_merge(runs)
@@ -171,11 +195,13 @@ _KEYS: dict[type[Model], tuple[str, ...]] = {
         "day", "agent_id", "environment", "model", "provider", "source", "department_id",
         "team_id", "business_process",
     ),
+    DepartmentCostDaily: (
+        "day", "department_id", "team_id", "environment", "model", "provider", "source",
+    ),
+    AgentCostDaily: ("day", "agent_id", "department_id", "environment"),
     PersonCostDaily: ("day", "person_id", "department_id", "environment"),
     MonthCost: ("month", "department_id", "team_id"),
-    TaskCostDaily: (
-        "day", "agent_id", "environment", "state", "outcome", "department_id", "team_id",
-    ),
+    TaskCostDaily: ("day", "department_id", "environment", "state", "outcome"),
 }  # fmt: skip
 
 
@@ -244,7 +270,7 @@ def _runs_merge(runs: dict[uuid.UUID, list[Any]]) -> None:
             )  # fmt: skip
             state, outcome, day, *owner = cursor.fetchone()
             if state:
-                key = (_as_date(day), owner[0], owner[3], state, outcome, owner[1], owner[2])
+                key = (_as_date(day), owner[1], owner[3], state, outcome)
                 _add(late, key, 0, cost)
     _upsert(TaskCostDaily, late, ("runs", "cost_usd"))
 
@@ -311,7 +337,7 @@ def _count(ended: Iterable[tuple[Any, ...]]) -> int:
             if claimed is None:  # another worker counted it
                 continue
             agent, department, team, environment, cost = claimed
-            key = (day, agent, environment, state, outcome, department, team)
+            key = (day, department, environment, state, outcome)
             _add(tasks, key, 1, Decimal(str(cost)))
             counted += 1
     _upsert(TaskCostDaily, tasks, ("runs", "cost_usd"))

@@ -15,7 +15,15 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from apps.costs.models import CostDaily, MonthCost, PersonCostDaily, RunCost, TaskCostDaily
+from apps.costs.models import (
+    AgentCostDaily,
+    CostDaily,
+    DepartmentCostDaily,
+    MonthCost,
+    PersonCostDaily,
+    RunCost,
+    TaskCostDaily,
+)
 from apps.costs.prices import model_cost
 from apps.costs.rollups import finished_runs_count
 from apps.registry import services as registry
@@ -137,7 +145,7 @@ def raw_tasks() -> dict[tuple[Any, ...], tuple[int, Decimal]]:
     tasks: dict[tuple[Any, ...], tuple[int, Decimal]] = {}
     for run in runtime.Run.objects.exclude(state="running"):
         cost = Span.objects.filter(run=run).aggregate(c=Sum("cost_usd"))["c"] or Decimal(0)
-        key = (run.ended_at.date(), run.agent_id, run.state, run.outcome)
+        key = (run.ended_at.date(), run.agent.department_id, run.state, run.outcome)
         runs, total = tasks.get(key, (0, Decimal(0)))
         tasks[key] = (runs + 1, total + cost)
     return tasks
@@ -145,7 +153,7 @@ def raw_tasks() -> dict[tuple[Any, ...], tuple[int, Decimal]]:
 
 def rolled_tasks() -> dict[tuple[Any, ...], tuple[int, Decimal]]:
     return {
-        (t.day, t.agent_id, t.state, t.outcome): (t.runs, t.cost_usd)
+        (t.day, t.department_id, t.state, t.outcome): (t.runs, t.cost_usd)
         for t in TaskCostDaily.objects.all()
     }
 
@@ -160,10 +168,13 @@ def snapshot() -> list[list[tuple[Any, ...]]]:
              "output_tokens"),
         rows(PersonCostDaily, "day", "person_id", "department_id", "environment", "cost_usd", "calls"),
         rows(MonthCost, "month", "department_id", "team_id", "cost_usd"),
+        rows(DepartmentCostDaily, "day", "department_id", "team_id", "environment", "model",
+             "provider", "source", "cost_usd", "calls", "input_tokens", "output_tokens"),
+        rows(AgentCostDaily, "day", "agent_id", "department_id", "environment", "cost_usd", "calls"),
         rows(RunCost, "run_id", "agent_id", "department_id", "cost_usd", "calls", "counted_state",
              "counted_outcome", "counted_day"),
-        rows(TaskCostDaily, "day", "agent_id", "department_id", "environment", "state", "outcome",
-             "runs", "cost_usd"),
+        rows(TaskCostDaily, "day", "department_id", "environment", "state", "outcome", "runs",
+             "cost_usd"),
     ]  # fmt: skip
 
 
@@ -200,7 +211,8 @@ def test_rollups_equal_the_raw_spans_with_retried_exports_and_late_spans(org, se
     total = Span.objects.aggregate(c=Sum("cost_usd"))["c"]
     assert CostDaily.objects.aggregate(c=Sum("cost_usd"))["c"] == total
     assert PersonCostDaily.objects.aggregate(c=Sum("cost_usd"))["c"] == total
-    assert MonthCost.objects.aggregate(c=Sum("cost_usd"))["c"] == total
+    for summary in (MonthCost, DepartmentCostDaily, AgentCostDaily):
+        assert summary.objects.aggregate(c=Sum("cost_usd"))["c"] == total, summary
 
     incremental = snapshot()
     call_command("costs_backfill", stdout=io.StringIO())
