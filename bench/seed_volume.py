@@ -39,7 +39,8 @@ the database. A database holding a seed of another size is kept unless ``--fresh
 
 Deterministic for a seed (the times are relative to the moment it runs). Needs PostgreSQL on
 127.0.0.1:5432 (user postgres, trust auth) and Redis on 127.0.0.1:6379 (db 12). The full size
-takes some 30-60 minutes on this 2-core machine and about 10 GB of disk.
+takes about 16 minutes on this 2-core machine (measured: load 8, rollups 4.5, ANALYZE 1),
+1.7 GB of memory at its peak (the rollups of the runs) and 10 GB of disk.
 """
 
 from __future__ import annotations

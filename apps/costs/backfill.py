@@ -75,7 +75,7 @@ def _batches(start: datetime | None, reprice: bool) -> Iterator[list[Span]]:
     last = 0
     fields = (
         "id", "start_time", "kind", "model", "provider", "input_tokens", "output_tokens",
-        "cached_tokens", "tool_name",
+        "cached_tokens", "tool_name", "cost_usd", "cost_source",
     )  # fmt: skip
     while True:
         batch = list(
