@@ -27,7 +27,14 @@ from apps.runtime.constants import BudgetKind, BudgetScope, RunState
 from apps.runtime.models import Budget, Run
 from apps.runtime.selectors import budget_departments
 
-from .models import AgentCostDaily, CostDaily, DepartmentCostDaily, RunCost, TaskCostDaily
+from .models import (
+    AgentCostDaily,
+    CostDaily,
+    DepartmentCostDaily,
+    PersonCostDaily,
+    RunCost,
+    TaskCostDaily,
+)
 
 CENT = Decimal("0.01")
 TOP_AGENTS = 10
@@ -142,6 +149,7 @@ def finance_overview(*, user: User, filters: Filters) -> Overview:
         _top_agents(user, _scoped(AgentCostDaily, user, filters)),
         _by_model(spend),
         _per_task(user, filters, names),
+        _by_person(user, filters),
         _budget_burn(user, filters, departments),
     ]
     return Overview(
@@ -345,6 +353,40 @@ def _per_task(user: User, filters: Filters, names: dict[int, str]) -> Chart:
              "y": [float(r[4]) if r[4] is not None else None for r in rows]},
         ],
         x_title="Department", y_title="US dollars per task",
+    )  # fmt: skip
+    return chart
+
+
+def _by_person(user: User, filters: Filters) -> Chart:
+    """What runs on behalf of each person cost (the people agents act for), top ten."""
+    ranked = list(
+        _scoped(PersonCostDaily, user, filters)
+        .exclude(person_id=0)
+        .values("person_id")
+        .annotate(cost=Sum("cost_usd"), calls=Sum("calls"))
+        .order_by("-cost")[:TOP_AGENTS]
+    )
+    names = {
+        u.pk: u.get_full_name() or u.get_username()
+        for u in User.objects.filter(pk__in=[r["person_id"] for r in ranked])
+    }
+    rows = [[names.get(r["person_id"], "(removed)"), cents(r["cost"]), r["calls"]] for r in ranked]
+    chart = Chart(
+        key="by-person",
+        title="Top people agents acted for",
+        unit="US dollars in the period",
+        columns=["On behalf of", "Cost (USD)", "Calls"],
+        rows=rows,
+        empty="No run acted on anyone's behalf in this period.",
+    )
+    bars = list(reversed(rows))
+    chart.figure = _figure(
+        [{
+            "type": "bar", "orientation": "h", "name": "Cost",
+            "y": [r[0] for r in bars], "x": [float(r[1]) for r in bars],
+            "hovertemplate": "%{y}: $%{x:,.2f}<extra></extra>",
+        }],
+        x_title="US dollars", y_title="", legend=False,
     )  # fmt: skip
     return chart
 

@@ -213,3 +213,18 @@ def test_the_chargeback_api_answers_the_consoles_json_and_refuses_a_bad_month(or
     )
     assert hidden.status_code == 400  # not a department they may read
     assert APIClient().get("/api/v1/costs/chargeback/", {"month": month}).status_code in (401, 403)
+
+
+def test_spend_is_shown_by_the_person_runs_acted_for(org):
+    bot = spender(org, "claims-bot", org.claims)
+    runtime.delegation_grant(
+        person=org.owner, agent=bot.agent, expires_at=timezone.now() + timedelta(days=1)
+    )
+    run = runtime.run_start(
+        credential=bot.credential, task="For Bob", on_behalf_of=org.owner.username
+    )[0]
+    bot.call(NOW, run=run)  # $2.50 on Bob's behalf
+    bot.call(NOW)  # on nobody's
+    rows = read_csv(console_client(org.finance).get(URL, {"export": "by-person"}))
+    name = org.owner.get_full_name() or org.owner.username
+    assert rows == [{"On behalf of": name, "Cost (USD)": "2.50", "Calls": "1"}]
