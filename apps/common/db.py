@@ -7,7 +7,8 @@ embedded SQLite default) it runs through Django's cursor. Errors are Django's ei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -36,3 +37,17 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return cursor.fetchall()
+
+
+@contextmanager
+def server_cursor() -> Iterator[Any]:
+    """On PostgreSQL a cursor that binds parameters server-side: the statement is sent once
+    with its parameters apart (and prepared after a few exports), instead of quoting a few
+    hundred values into the SQL text as Django's cursor does. Errors are Django's either way."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        yield cursor

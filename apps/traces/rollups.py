@@ -8,17 +8,17 @@ touching the same traces lock them in the same order and cannot deadlock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, cast
 
-import psycopg
 from django.db import connection
 from django.db.models import Field
 from django.utils import timezone
+
+from apps.common.db import server_cursor
 
 from .constants import SpanStatus
 from .models import Trace
@@ -184,7 +184,7 @@ def traces_merge(spans: Iterable[StoredSpan]) -> int:
     now = timezone.now()
     items = sorted(rollups.items())
     native = connection.vendor == "postgresql"
-    with _cursor() as cursor:
+    with server_cursor() as cursor:
         for start in range(0, len(items), UPSERT_BATCH):
             chunk = items[start : start + UPSERT_BATCH]
             rows = [{**vars(r), "trace_id": trace_id, "updated_at": now} for trace_id, r in chunk]
@@ -198,17 +198,3 @@ def traces_merge(spans: Iterable[StoredSpan]) -> int:
                 ]
             cursor.execute(_upsert_sql(len(chunk)), params)
     return len(rollups)
-
-
-@contextmanager
-def _cursor() -> Iterator[Any]:
-    """On PostgreSQL a cursor that binds parameters server-side: the statement is sent once
-    with its parameters apart (and prepared after a few exports), instead of quoting a few
-    hundred values into the SQL text as Django's cursor does. Errors are Django's either way."""
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
-            yield cursor
-        return
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        yield cursor
