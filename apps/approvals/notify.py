@@ -26,6 +26,7 @@ import json
 import logging
 import smtplib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -285,39 +286,57 @@ def delivery_send(*, delivery_id: int) -> bool:
     :class:`RetryableDeliveryError` (after the commit) so the task retries; any other failure
     is recorded as ``gave_up``.
     """
+    return delivery_attempt(
+        NotificationDelivery,
+        delivery_id,
+        load=lambda queryset: queryset.select_related(
+            "channel", "approval__agent", "approval__tool", "approval__owner",
+            "approval__on_behalf_of", "approval__department", "approval__team",
+        ),
+        send=_send_delivery,
+        describe=lambda d: f"approvals: delivery {d.pk} ({d.channel.name}, {d.event})",
+    )  # fmt: skip
+
+
+def _send_delivery(delivery: NotificationDelivery) -> None:
+    if not delivery.channel.enabled:
+        raise DeliveryError("The channel was disabled before this was sent.", retryable=False)
+    _send(delivery.channel, build_notice(delivery.approval, delivery.event), delivery)
+
+
+def delivery_attempt(
+    model: Any,
+    pk: int,
+    *,
+    load: Callable[[QuerySet[Any]], QuerySet[Any]],
+    send: Callable[[Any], None],
+    describe: Callable[[Any], str],
+) -> bool:
+    """One attempt at a delivery row (an approval's delivery, a kill's or a budget alert's
+    notice): claim it, ``send`` it, record how it went. True if it went out now, False if there
+    was nothing to do (sent or given up already) or it failed for good.
+
+    The claim is a conditional UPDATE (status queued or failed; attempts + 1) inside the
+    transaction that also records the outcome, so the row stays locked while it is sent: a
+    second worker with the same row waits, then finds it sent and does nothing. ``load`` adds
+    what sending reads to the row's query. A retryable failure is recorded as ``failed`` and
+    then raised as :class:`RetryableDeliveryError` (after the commit) so the task retries.
+    """
     failure: DeliveryError | None = None
     with transaction.atomic():
-        claimed = NotificationDelivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE).update(
+        claimed = model.objects.filter(pk=pk, status__in=CLAIMABLE).update(
             attempts=F("attempts") + 1
         )
         if not claimed:
             return False
-        delivery = NotificationDelivery.objects.select_related(
-            "channel",
-            "approval__agent",
-            "approval__tool",
-            "approval__owner",
-            "approval__on_behalf_of",
-            "approval__department",
-            "approval__team",
-        ).get(pk=delivery_id)
+        row = load(model.objects.all()).get(pk=pk)
         try:
-            if not delivery.channel.enabled:
-                raise DeliveryError(
-                    "The channel was disabled before this was sent.", retryable=False
-                )
-            _send(delivery.channel, build_notice(delivery.approval, delivery.event), delivery)
+            send(row)
         except DeliveryError as exc:
             failure = exc
-        delivery_record(delivery, failure)
+        delivery_record(row, failure)
     if failure is not None:
-        logger.warning(
-            "approvals: delivery %s (%s, %s) failed: %s",
-            delivery_id,
-            delivery.channel.name,
-            delivery.event,
-            failure.message,
-        )
+        logger.warning("%s failed: %s", describe(row), failure.message)
         if failure.retryable:
             raise RetryableDeliveryError(failure.message)
         return False

@@ -32,7 +32,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -42,8 +42,7 @@ from apps.approvals.models import ChannelKind, DeliveryStatus, NotificationChann
 from apps.approvals.notify import (
     DeliveryError,
     Notice,
-    RetryableDeliveryError,
-    delivery_record,
+    delivery_attempt,
     delivery_row_give_up,
     email_addresses,
     json_bytes,
@@ -71,7 +70,6 @@ EMAIL_TEMPLATE = "costs/notifications/email"
 LINK_TEXT = "Open the costs dashboard"
 AUDIT_ACTION = "costs.budget.alert"
 BUDGET_TARGET = "budget"  # the runtime's budget events target this type too
-NOTICE_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.FAILED)
 # An announced alert with no notice yet (the worker died between its commit and the planning)
 # is planned again by the checks that follow: from REPLAN_AFTER after it was recorded (its own
 # worker plans it within milliseconds; sooner, a second worker would queue the same notices
@@ -500,37 +498,17 @@ def webhook_payload(alert: BudgetAlert, notice: Notice) -> dict[str, Any]:
 
 
 def alert_notice_send(*, notice_id: int) -> bool:
-    """Send one notice: True if it went out now, False if there was nothing to do or it failed
-    for good. The claim (status queued or failed; attempts + 1) is a conditional UPDATE in the
-    transaction that records the outcome, so a second worker waits, then finds it sent. A
-    retryable failure is recorded as ``failed``, then raised as RetryableDeliveryError."""
-    failure: DeliveryError | None = None
-    with transaction.atomic():
-        claimed = BudgetAlertNotice.objects.filter(
-            pk=notice_id, status__in=NOTICE_CLAIMABLE
-        ).update(attempts=F("attempts") + 1)
-        if not claimed:
-            return False
-        notice = BudgetAlertNotice.objects.select_related(
+    """Send one notice once (``delivery_attempt``: claimed, sent, recorded; a retryable
+    failure is raised for the task to retry)."""
+    return delivery_attempt(
+        BudgetAlertNotice,
+        notice_id,
+        load=lambda queryset: queryset.select_related(
             "channel", *budget_related("alert__budget__")
-        ).get(pk=notice_id)
-        try:
-            _send_notice(notice)
-        except DeliveryError as exc:
-            failure = exc
-        delivery_record(notice, failure)
-    if failure is not None:
-        logger.warning(
-            "costs: budget alert notice %s (%s %s) failed: %s",
-            notice_id,
-            notice.kind,
-            notice.target,
-            failure.message,
-        )
-        if failure.retryable:
-            raise RetryableDeliveryError(failure.message)
-        return False
-    return True
+        ),
+        send=_send_notice,
+        describe=lambda n: f"costs: budget alert notice {n.pk} ({n.kind} {n.target})",
+    )
 
 
 def _send_notice(notice: BudgetAlertNotice) -> None:

@@ -35,7 +35,7 @@ from apps.approvals.notify import (
     Notice,
     RetryableDeliveryError,
     bounded,
-    delivery_record,
+    delivery_attempt,
     delivery_row_give_up,
     email_addresses,
     json_bytes,
@@ -64,7 +64,6 @@ ERROR_MAX = 500  # KillNotice.last_error, SafeStateAction.last_error
 REASON_SHOWN_MAX = 1000
 AGENTS_SHOWN_MAX = 20  # named in a message; the rest are counted
 AGENTS_SENT_MAX = 200  # listed in a webhook's JSON
-NOTICE_CLAIMABLE = (DeliveryStatus.QUEUED, DeliveryStatus.FAILED)
 SAFE_STATE_CLAIMABLE = (SafeStateStatus.PENDING, SafeStateStatus.FAILED)
 
 
@@ -278,38 +277,18 @@ def webhook_payload(kill: KillSwitch, agents: list[Agent], notice: Notice) -> di
 
 
 def notice_send(*, notice_id: int) -> bool:
-    """Send one notice: True if it went out now, False if there was nothing to do or it failed
-    for good. The claim (status queued or failed; attempts + 1) is a conditional UPDATE in the
-    transaction that records the outcome, so a second worker waits, then finds it sent. A
-    retryable failure is recorded as ``failed``, then raised as RetryableDeliveryError."""
-    failure: DeliveryError | None = None
-    with transaction.atomic():
-        claimed = KillNotice.objects.filter(pk=notice_id, status__in=NOTICE_CLAIMABLE).update(
-            attempts=F("attempts") + 1
-        )
-        if not claimed:
-            return False
-        notice = KillNotice.objects.select_related(
+    """Send one notice once (``delivery_attempt``: claimed, sent, recorded; a retryable
+    failure is raised for the task to retry)."""
+    return delivery_attempt(
+        KillNotice,
+        notice_id,
+        load=lambda queryset: queryset.select_related(
             "channel", "kill__run__agent", "kill__agent", "kill__team", "kill__department",
             "kill__trigger_rule",
-        ).get(pk=notice_id)  # fmt: skip
-        try:
-            _send_notice(notice)
-        except DeliveryError as exc:
-            failure = exc
-        delivery_record(notice, failure)
-    if failure is not None:
-        logger.warning(
-            "killswitch: notice %s (%s %s) failed: %s",
-            notice_id,
-            notice.kind,
-            notice.kill_id,
-            failure.message,
-        )
-        if failure.retryable:
-            raise RetryableDeliveryError(failure.message)
-        return False
-    return True
+        ),
+        send=_send_notice,
+        describe=lambda n: f"killswitch: notice {n.pk} ({n.kind} {n.kill_id})",
+    )  # fmt: skip
 
 
 def _send_notice(notice: KillNotice) -> None:
