@@ -31,6 +31,7 @@ from .models import (
     AgentCostDaily,
     CostDaily,
     DepartmentCostDaily,
+    MonthCost,
     PersonCostDaily,
     RunCost,
     TaskCostDaily,
@@ -242,19 +243,18 @@ def _top_agents(user: User, spend: QuerySet[AgentCostDaily]) -> Chart:
         .annotate(cost=Sum("cost_usd"), calls=Sum("calls"))
         .order_by("-cost")
     )
-    visible = dict(
-        Agent.objects.for_user(user)
+    visible = {
+        pk: (name, slug)
+        for pk, name, slug in Agent.objects.for_user(user)
         .filter(pk__in=[r["agent_id"] for r in ranked[: TOP_AGENTS * 3]])
-        .values_list("pk", "name")
-    )
-    slugs = dict(Agent.objects.filter(pk__in=list(visible)).values_list("pk", "slug"))
+        .values_list("pk", "name", "slug")
+    }
     rows: list[list[Any]] = []
     others_cost, others_calls = Decimal(0), 0
     for row in ranked:
         if row["agent_id"] in visible and len(rows) < TOP_AGENTS:
-            rows.append(
-                [visible[row["agent_id"]], cents(row["cost"]), row["calls"], slugs[row["agent_id"]]]
-            )
+            name, slug = visible[row["agent_id"]]
+            rows.append([name, cents(row["cost"]), row["calls"], slug])
         else:
             others_cost += row["cost"]
             others_calls += row["calls"]
@@ -606,9 +606,8 @@ def chargeback(*, user: User, month: date, department: Department | None = None)
 
 def department_month_total(*, department_id: int, month: date) -> Decimal:
     """A department's exact spend in one month (budgets, alerts and tests compare with it)."""
-    first, last = month_bounds(month)
-    total = CostDaily.objects.filter(
-        department_id=department_id, day__gte=first, day__lte=last
+    total = MonthCost.objects.filter(
+        department_id=department_id, month=month.replace(day=1)
     ).aggregate(cost=Sum("cost_usd"))["cost"]
     return total or Decimal(0)
 

@@ -145,8 +145,10 @@ def cost_rollups_merge(rows: Sequence[SpanRow]) -> None:
     months: dict[tuple[Any, ...], list[Any]] = {}
     runs: dict[uuid.UUID, list[Any]] = {}
     behalf = _on_behalf_of({row.run_id for row in priced if row.run_id is not None})
+    # An export's spans name few agents: each is looked up once, not once a span.
+    attributed = {agent_id: attribution(agent_id) for agent_id in {row.agent_id for row in priced}}
     for row in priced:
-        who = attribution(row.agent_id)
+        who = attributed[row.agent_id]
         day = row.start_time.date()
         cost = row.cost_usd or Decimal(0)
         key = (
@@ -373,13 +375,13 @@ def _count(ended: Iterable[tuple[Any, ...]]) -> int:
             cursor.execute(
                 f"UPDATE {table} SET counted_state = %s, counted_outcome = %s, counted_day = %s"
                 " WHERE run_id = %s AND counted_state = ''"
-                " RETURNING agent_id, department_id, team_id, environment, cost_usd",
+                " RETURNING department_id, environment, cost_usd",
                 [state, outcome, day, run_id],
             )
             claimed = cursor.fetchone()
             if claimed is None:  # another worker counted it
                 continue
-            agent, department, team, environment, cost = claimed
+            department, environment, cost = claimed
             key = (day, department, environment, state, outcome)
             _add(tasks, key, 1, Decimal(str(cost)))
             counted += 1
