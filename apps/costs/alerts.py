@@ -37,7 +37,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.constants import Role
-from apps.accounts.models import Department, RoleAssignment, Team, User
+from apps.accounts.models import Department, RoleAssignment, User
 from apps.approvals.models import ChannelKind, DeliveryStatus, NotificationChannel
 from apps.approvals.notify import (
     DeliveryError,
@@ -103,20 +103,16 @@ def budget_related(prefix: str = "") -> list[str]:
     return [f"{prefix}department", f"{prefix}team__department"]
 
 
-def budget_team(budget: Budget) -> Team | None:
-    return budget.team
-
-
 def budget_department(budget: Budget) -> Department | None:
     """The department whose spend and channels a budget is about (a team budget's: the
     team's department)."""
-    team = budget_team(budget)
+    team = budget.team
     return team.department if team is not None else budget.department
 
 
 def over_name(budget: Budget) -> str:
     """``the Claims department``, or for a team budget ``the Claims Ops team (Claims)``."""
-    team = budget_team(budget)
+    team = budget.team
     if team is not None:
         return f"the {team.name} team ({team.department.name})"
     return f"the {budget.department.name} department" if budget.department is not None else ""
@@ -139,7 +135,7 @@ def month_spent(budget: Budget, period: date) -> Decimal:
     """What the budget's department (or team) spent in the month ``period`` starts: this
     month's from the rollups' shared reader (what the runtime holds the budget to); another
     month's (a check run with an earlier ``now``) from that month's rollup rows."""
-    team = budget_team(budget)
+    team = budget.team
     department_id = team.department_id if team is not None else budget.department_id or 0
     team_id = team.pk if team is not None else None
     if period == month_of(timezone.now()):
@@ -281,7 +277,7 @@ def finance_people(budget: Budget) -> list[User]:
     """Whom to email: active people with an address holding the finance role over the budget's
     department (or team) or across the organisation. Nobody reachable: the organisation-wide
     admins (superusers included) instead, so an alert is never told to no person at all."""
-    department, team = budget_department(budget), budget_team(budget)
+    department, team = budget_department(budget), budget.team
     scope = Q(department__isnull=True, team__isnull=True)
     if department is not None:
         scope |= Q(department_id=department.pk)
@@ -457,7 +453,7 @@ def alert_payload(alert: BudgetAlert) -> dict[str, Any]:
     """The alert as JSON, for the generic webhooks. Amounts are strings of US dollars to the
     cent (exact, as the chargeback export's)."""
     budget = alert.budget
-    department, team = budget_department(budget), budget_team(budget)
+    department, team = budget_department(budget), budget.team
     return {
         "id": alert.pk,
         "threshold": alert.threshold,

@@ -36,7 +36,7 @@ from .models import (
     RunCost,
     TaskCostDaily,
 )
-from .rollups import _add, _upsert, attribution, forget_attributions, forget_month_spend
+from .rollups import _add, _key, _upsert, attribution, forget_attributions, forget_month_spend
 
 PRICE_BATCH = 2000
 
@@ -146,19 +146,12 @@ def _rebuild_days(start: datetime | None) -> int:
 def _rebuild_summaries() -> int:
     """The rollups summed from the day rollup itself: per department, per agent, per month."""
     rebuilt = 0
-    summaries: list[tuple[type[Any], tuple[str, ...], tuple[str, ...]]] = [
-        (
-            DepartmentCostDaily,
-            ("day", "department_id", "team_id", "environment", "model", "provider", "source"),
-            ("cost_usd", "calls", "input_tokens", "output_tokens"),
-        ),
-        (
-            AgentCostDaily,
-            ("day", "agent_id", "department_id", "environment"),
-            ("cost_usd", "calls"),
-        ),
+    summaries: list[tuple[type[Any], tuple[str, ...]]] = [
+        (DepartmentCostDaily, ("cost_usd", "calls", "input_tokens", "output_tokens")),
+        (AgentCostDaily, ("cost_usd", "calls")),
     ]
-    for model, keys, amounts in summaries:
+    for model, amounts in summaries:
+        keys = _key(model)  # fields of the day rollup too
         model.objects.all().delete()
         table: dict[tuple[Any, ...], list[Any]] = {}
         for row in (

@@ -69,24 +69,41 @@ def _usd() -> models.DecimalField:
     return models.DecimalField(max_digits=USD_DIGITS, decimal_places=USD_PLACES, default=0)
 
 
-class CostDaily(models.Model):
+class DaySpend(models.Model):
+    """What a day rollup holds whatever its key adds: the day, the department, the environment
+    and the spend with its number of calls."""
+
+    day = models.DateField()
+    department_id = models.BigIntegerField(default=0)
+    environment = models.CharField(max_length=32)
+    cost_usd = _usd()
+    calls = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class ModelSpend(DaySpend):
+    """A day rollup by model, provider and price source, with the tokens."""
+
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=9)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class CostDaily(ModelSpend):
     """What was spent in one UTC day, per agent (and its team, department and business
     process when the spend was stored), environment, model, provider and price source
     (``unpriced`` rows are charged at the worst case). Maintained as spans are stored."""
 
-    day = models.DateField()
     agent_id = models.BigIntegerField(default=0)
-    department_id = models.BigIntegerField(default=0)
     team_id = models.BigIntegerField(default=0)
     business_process = models.CharField(max_length=200, blank=True)
-    environment = models.CharField(max_length=32)
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=200, blank=True)
-    source = models.CharField(max_length=9)
-    cost_usd = _usd()
-    calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -104,22 +121,12 @@ class CostDaily(models.Model):
         return f"{self.day} agent {self.agent_id} {self.model or self.source}: {self.cost_usd}"
 
 
-class DepartmentCostDaily(models.Model):
+class DepartmentCostDaily(ModelSpend):
     """:class:`CostDaily` without the agent: a department's (and team's) spend per day,
     environment, model, provider and price source. The finance console's charts read it: a
     few dozen rows a day, where the full key has thousands once there are many agents."""
 
-    day = models.DateField()
-    department_id = models.BigIntegerField(default=0)
     team_id = models.BigIntegerField(default=0)
-    environment = models.CharField(max_length=32)
-    model = models.CharField(max_length=200, blank=True)
-    provider = models.CharField(max_length=200, blank=True)
-    source = models.CharField(max_length=9)
-    cost_usd = _usd()
-    calls = models.BigIntegerField(default=0)
-    input_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -136,15 +143,10 @@ class DepartmentCostDaily(models.Model):
         return f"{self.day} department {self.department_id}: {self.cost_usd}"
 
 
-class AgentCostDaily(models.Model):
+class AgentCostDaily(DaySpend):
     """An agent's spend per day and environment, whatever the model: the top agents."""
 
-    day = models.DateField()
     agent_id = models.BigIntegerField(default=0)
-    department_id = models.BigIntegerField(default=0)
-    environment = models.CharField(max_length=32)
-    cost_usd = _usd()
-    calls = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -158,16 +160,11 @@ class AgentCostDaily(models.Model):
         return f"{self.day} agent {self.agent_id}: {self.cost_usd}"
 
 
-class PersonCostDaily(models.Model):
+class PersonCostDaily(DaySpend):
     """What was spent in one UTC day by runs on behalf of one person, per department and
     environment (a run's ``on_behalf_of``; 0 for runs on nobody's behalf)."""
 
-    day = models.DateField()
     person_id = models.BigIntegerField(default=0)
-    department_id = models.BigIntegerField(default=0)
-    environment = models.CharField(max_length=32)
-    cost_usd = _usd()
-    calls = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [

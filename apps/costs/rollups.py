@@ -28,7 +28,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, cast
 
 from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db.models import Field, Model, UniqueConstraint
 from django.utils import timezone
 
 from apps.common import generation
@@ -193,19 +193,10 @@ def _add(table: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], *amounts
             held[i] += amount
 
 
-_KEYS: dict[type[Model], tuple[str, ...]] = {
-    CostDaily: (
-        "day", "agent_id", "environment", "model", "provider", "source", "department_id",
-        "team_id", "business_process",
-    ),
-    DepartmentCostDaily: (
-        "day", "department_id", "team_id", "environment", "model", "provider", "source",
-    ),
-    AgentCostDaily: ("day", "agent_id", "department_id", "environment"),
-    PersonCostDaily: ("day", "person_id", "department_id", "environment"),
-    MonthCost: ("month", "department_id", "team_id"),
-    TaskCostDaily: ("day", "department_id", "environment", "state", "outcome"),
-}  # fmt: skip
+def _key(model: type[Model]) -> tuple[str, ...]:
+    """A rollup's key: the fields of its one unique constraint, the ``ON CONFLICT`` target."""
+    (constraint,) = (c for c in model._meta.constraints if isinstance(c, UniqueConstraint))
+    return tuple(constraint.fields)
 
 
 _PG_TYPES = {
@@ -226,7 +217,7 @@ def _upsert(
     is parsed and quoted again on every export (a third of an export's time, measured)."""
     if not rows:
         return
-    keys = _KEYS[model]
+    keys = _key(model)
     table = model._meta.db_table
     columns = (*keys, *amounts)
     fields = [cast("Field[Any, Any]", model._meta.get_field(name)) for name in columns]
