@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-from apps.common.env import envbool, envint, envlist, envstr
+from apps.common.env import envbool, envfloat, envint, envlist, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("TETHER_VAR_DIR", str(BASE_DIR / "var")))
@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "apps.approvals",
     "apps.killswitch",
     "apps.costs",
+    "apps.drift",
+    "apps.releases",
 ]
 
 MIDDLEWARE = [
@@ -173,6 +175,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60},
     },
     "budget-alerts": {"task": "costs.budget_alerts", "schedule": 60.0, "options": {"expires": 60}},
+    "drift-cycle": {
+        "task": "drift.cycle",
+        "schedule": float(envint("DRIFT_CYCLE_SECONDS", 300)),
+        "options": {"expires": 300},
+    },
 }
 
 # --- Auth ------------------------------------------------------------------------------------
@@ -301,6 +308,29 @@ TOKEN_HMAC_KEY = envstr("TOKEN_HMAC_KEY", "") or SECRET_KEY
 # at this worst case, in US dollars per million tokens (apps/costs/prices.py).
 TETHER_UNPRICED_INPUT_PER_MTOK = envint("TETHER_UNPRICED_INPUT_PER_MTOK", 150)
 TETHER_UNPRICED_OUTPUT_PER_MTOK = envint("TETHER_UNPRICED_OUTPUT_PER_MTOK", 600)
+
+# --- Drift detection (docs/drift.md) ----------------------------------------------------------
+# A version's automatic baseline: its first N runs in an environment, or its first K days.
+DRIFT_BASELINE_RUNS = envint("DRIFT_BASELINE_RUNS", 500)
+DRIFT_BASELINE_DAYS = envint("DRIFT_BASELINE_DAYS", 7)
+DRIFT_BASELINE_SAMPLE_MAX = envint("DRIFT_BASELINE_SAMPLE_MAX", 5000)  # values kept per metric
+# A run is sampled once it ended this long ago (its last spans have arrived); a cycle samples at
+# most this many runs (a backlog is caught up over the next cycles) and looks back this far.
+DRIFT_SETTLE_SECONDS = envint("DRIFT_SETTLE_SECONDS", 60)
+DRIFT_COLLECT_BATCH = envint("DRIFT_COLLECT_BATCH", 500_000)
+DRIFT_LOOKBACK_DAYS = envint("DRIFT_LOOKBACK_DAYS", 30)
+# When a difference is a drift (docs/drift.md#detectors): significant and material, with enough
+# samples on both sides; and when it is critical.
+DRIFT_P_VALUE = envfloat("DRIFT_P_VALUE", 0.001)
+DRIFT_CRITICAL_P_VALUE = envfloat("DRIFT_CRITICAL_P_VALUE", 1e-6)
+DRIFT_MIN_BASELINE_SAMPLES = envint("DRIFT_MIN_BASELINE_SAMPLES", 100)
+DRIFT_MIN_CURRENT_SAMPLES = envint("DRIFT_MIN_CURRENT_SAMPLES", 50)
+DRIFT_MIN_SHIFT = envfloat("DRIFT_MIN_SHIFT", 0.03)  # a rate or a share, in points (0.03 = 3)
+DRIFT_CRITICAL_SHIFT = envfloat("DRIFT_CRITICAL_SHIFT", 0.10)
+DRIFT_PSI = envfloat("DRIFT_PSI", 0.10)
+DRIFT_CRITICAL_PSI = envfloat("DRIFT_CRITICAL_PSI", 0.25)
+DRIFT_MIN_RELATIVE = envfloat("DRIFT_MIN_RELATIVE", 0.15)  # a median, relative (0.15 = 15 %)
+DRIFT_CRITICAL_RELATIVE = envfloat("DRIFT_CRITICAL_RELATIVE", 0.50)
 
 # --- Approval notifications (docs/approvals-notifications.md) ---------------------------------
 # Emails and webhooks link to {TETHER_PUBLIC_URL}/approvals/<id>/: the console as people reach it.

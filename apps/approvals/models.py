@@ -295,6 +295,37 @@ class DeliveryStatus(models.TextChoices):
     GAVE_UP = "gave_up", "Gave up"
 
 
+class NoticeKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    CHANNEL = "channel", "Notification channel"
+
+
+class DeliveredNotice(models.Model):
+    """One telling of an event (an alert, an engagement) to one target: an email address, or
+    a notification channel (``target``: the channel's id), and how sending it went. Concrete
+    notices add the event they tell and a uniqueness of (event, kind, target)."""
+
+    kind = models.CharField(max_length=8, choices=NoticeKind.choices)
+    target = models.CharField(max_length=254, help_text="The address, or the channel's id.")
+    channel = models.ForeignKey(
+        NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(
+        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.target} · {self.status}"
+
+
 class NotificationDelivery(models.Model):
     """One announcement of one request on one channel, and how sending it went."""
 

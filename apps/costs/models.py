@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.approvals.models import DeliveryStatus
+from apps.approvals.models import DeliveredNotice, DeliveryStatus, NoticeKind
 
 PRICE_DIGITS = 12
 PRICE_PLACES = 6
@@ -292,41 +292,18 @@ class BudgetAlert(models.Model):
         return int(self.spent_usd * 100 / self.limit_usd) if self.limit_usd > 0 else 0
 
 
-class AlertNoticeKind(models.TextChoices):
-    EMAIL = "email", "Email"
-    CHANNEL = "channel", "Notification channel"
+AlertNoticeKind = NoticeKind  # the approvals notices' kinds: an email, a channel
 
 
-class BudgetAlertNotice(models.Model):
-    """One telling of an alert: an email to a finance person (``target``: the address), or a
-    message on a notification channel (``target``: the channel's id), and how sending it went
-    (``status``: approvals' delivery states)."""
+class BudgetAlertNotice(DeliveredNotice):
+    """One telling of an alert: an email to a finance person, or a message on a notification
+    channel, and how sending it went."""
 
     alert = models.ForeignKey(BudgetAlert, on_delete=models.CASCADE, related_name="notices")
-    kind = models.CharField(max_length=8, choices=AlertNoticeKind.choices)
-    target = models.CharField(max_length=254, help_text="The address, or the channel's id.")
-    channel = models.ForeignKey(
-        "approvals.NotificationChannel",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    status = models.CharField(
-        max_length=8, choices=DeliveryStatus.choices, default=DeliveryStatus.QUEUED
-    )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    last_error = models.CharField(max_length=500, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
-        ordering = ["created_at", "pk"]
+    class Meta(DeliveredNotice.Meta):
         constraints = [
             models.UniqueConstraint(
                 fields=["alert", "kind", "target"], name="budget_alert_notice_once_per_target"
             ),
         ]
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.target} · {self.status}"

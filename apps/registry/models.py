@@ -21,6 +21,7 @@ from .constants import (
     SLUG_MAX,
     AgentStatus,
     AutonomyLevel,
+    Environment,
     FailurePosture,
     MemoryAccess,
     MemoryClass,
@@ -399,3 +400,36 @@ class AgentVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent.slug} v{self.number}"
+
+
+class Deployment(models.Model):
+    """Which version of an agent serves in one environment (docs/releases.md).
+
+    An environment with no deployment serves the agent's latest version. Promotion moves a
+    version along dev → staging → canary → prod; in canary, ``traffic_percent`` of the runs
+    started in prod go to the canary's version. ``previous`` is what a rollback restores.
+    """
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="deployments")
+    environment = models.CharField(max_length=16, choices=Environment.choices)
+    version = models.ForeignKey(AgentVersion, on_delete=models.PROTECT, related_name="+")
+    previous = models.ForeignKey(
+        AgentVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    traffic_percent = models.PositiveSmallIntegerField(
+        default=100, validators=[MinValueValidator(0), MaxValueValidator(100)]
+    )
+    deployed_by_name = models.CharField(max_length=200)
+    deployed_at = models.DateTimeField()
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["agent", "environment"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "environment"], name="one_deployment_per_environment"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent.slug} v{self.version.number} in {self.environment}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.db.models import (
 )
 from django.shortcuts import get_object_or_404
 
-from .constants import RISK_ORDER, AgentStatus, RiskClass
+from .constants import RISK_ORDER, AgentStatus, Environment, RiskClass
 from .models import (
     READ,
     Agent,
@@ -311,3 +312,30 @@ def agent_owner_choices(*, user: Any) -> list[tuple[str, str]]:
         .order_by("owner__username")
     )
     return [(u, f"{first} {last}".strip() or u) for u, first, last in rows]
+
+
+def deployed_version(agent: Agent, environment: str) -> AgentVersion | None:
+    """The version deployed in ``environment``: its deployment's, else the latest."""
+    deployment = agent.deployments.filter(environment=environment).select_related("version").first()
+    if deployment is not None:
+        return deployment.version
+    return agent.versions.order_by("-number").first()
+
+
+def serving_version(
+    agent: Agent, environment: str, *, draw: float | None = None
+) -> AgentVersion | None:
+    """The version a new run of ``agent`` in ``environment`` uses (docs/releases.md): the
+    deployed one, except that a run started in prod goes to the canary's version for the
+    canary's share of traffic (``draw`` in [0, 1): the uniform draw, given by tests)."""
+    if environment == Environment.PROD:
+        canary = (
+            agent.deployments.filter(environment=Environment.CANARY, traffic_percent__gt=0)
+            .select_related("version")
+            .first()
+        )
+        if canary is not None:
+            chance = random.random() if draw is None else draw  # a traffic split, not a secret
+            if chance * 100 < canary.traffic_percent:
+                return canary.version
+    return deployed_version(agent, environment)

@@ -162,3 +162,19 @@ def behaviour_snapshot(agent: Agent) -> dict[str, Any]:
         "tools": grant_specs(agent),
         "memory": memory_specs(agent),
     }
+
+
+BEHAVIOUR_FOR_RUNS = (
+    "model_family",
+    "default_model",
+    "providers",
+    "knowledge_base_version",
+    "instructions",
+    "parameters",
+)
+
+
+def version_behaviour(version: Any) -> dict[str, Any]:
+    """What a run of ``version`` is told to run with (its snapshot's behaviour, frozen)."""
+    snapshot = version.snapshot or {}
+    return {"version": version.number, **{key: snapshot.get(key) for key in BEHAVIOUR_FOR_RUNS}}

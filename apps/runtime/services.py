@@ -23,7 +23,8 @@ from apps.common.errors import ApplicationError, Conflict, NotPermitted
 from apps.common.tokens import IssuedToken, digest_matches, issue_token, parse_lookup
 from apps.policy.evaluation import current_snapshot
 from apps.registry.constants import AgentStatus
-from apps.registry.models import CHANGE, Agent, AgentVersion
+from apps.registry.models import CHANGE, Agent
+from apps.registry.selectors import serving_version
 
 from .constants import (
     BUDGET_DECIMAL_PLACES,
@@ -308,7 +309,7 @@ def run_start(
         raise ApplicationError(
             f"Describe the task (1-{TASK_MAX} characters).", details={"task": ["Required."]}
         )
-    version = AgentVersion.objects.filter(agent=agent).order_by("-number").first()
+    version = serving_version(agent, environment)
     if version is None:
         raise ApplicationError(f"{agent.slug} has no version yet.")
 

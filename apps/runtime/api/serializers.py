@@ -47,6 +47,10 @@ class RunStartOutput(serializers.Serializer):
     token = serializers.CharField(help_text="The run token, shown once: Bearer tth_run_…")
     failure_posture = serializers.CharField()
     envelope = serializers.DictField()
+    behaviour = serializers.DictField(
+        help_text="What the run's version says to run with: model, instructions, knowledge-base "
+        "version, parameters (a rollback changes these for new runs at once)."
+    )
 
 
 class RunFinishInput(StrictSerializer):

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from apps.common.api import validated, validated_fast
 from apps.common.errors import NotPermitted
+from apps.registry.snapshots import version_behaviour
 
 from .. import services
 from ..authentication import AgentCredentialAuthentication, RunTokenAuthentication
@@ -67,6 +68,7 @@ class RunStartApi(APIView):
             "token": token,
             "failure_posture": run.agent.failure_posture,
             "envelope": run.envelope,
+            "behaviour": version_behaviour(run.version),
         }
         return Response(body, status=201)
 
