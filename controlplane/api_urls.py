@@ -13,4 +13,6 @@ urlpatterns = [
     path("", include("apps.audit.api.urls")),
     path("", include("apps.traces.api.urls")),
     path("", include("apps.costs.api.urls")),
+    path("", include("apps.drift.api.urls")),
+    path("", include("apps.releases.api.urls")),
 ]

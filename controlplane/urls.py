@@ -15,6 +15,7 @@ admin.site.site_title = "Tether admin"
 urlpatterns = [
     # The agents' hot path and the probe first: Django tries patterns in order.
     path("api/v1/runtime/", include("apps.runtime.api.urls")),
+    path("api/v1/runtime/", include("apps.drift.api.runtime_urls")),
     path("api/v1/approvals/", include("apps.approvals.api.urls")),
     path("healthz", healthz, name="healthz"),
     path("", include("apps.traces.urls")),
@@ -23,6 +24,8 @@ urlpatterns = [
     path("", include("apps.approvals.urls")),
     path("", include("apps.killswitch.urls")),
     path("", include("apps.costs.urls")),
+    path("", include("apps.drift.urls")),
+    path("", include("apps.releases.urls")),
     path("accounts/", include("apps.accounts.urls")),
     path("audit/", include("apps.audit.urls")),
     path("policies/", include("apps.policy.urls")),

@@ -701,3 +701,36 @@ def webhook_payload(notice: Notice) -> dict[str, Any]:
         "url": notice.url,
         "summary": notice.headline,
     }
+
+
+# --- who is told (the kill switch's, the budget and drift alerts') ------------------------------
+
+
+def reachable_people(user_ids: set[int]) -> list[User]:
+    """The active ones with an email address, each address once."""
+    if not user_ids:
+        return []
+    people = User.objects.filter(pk__in=user_ids, is_active=True).exclude(email="")
+    seen: set[str] = set()
+    found = []
+    for person in people.order_by("username"):
+        address = person.email.strip()
+        if address and address.casefold() not in seen:
+            seen.add(address.casefold())
+            found.append(person)
+    return found
+
+
+def department_channels(department_id: int | None) -> QuerySet[NotificationChannel]:
+    """The enabled channels of a department and the organisation-wide ones, as the kill
+    switch and the alerts pick them: not an email channel with no address, and not the
+    built-in approvers' channel (nobody is asked to approve anything)."""
+    in_scope = Q(department__isnull=True)
+    if department_id is not None:
+        in_scope |= Q(department_id=department_id)
+    return (
+        NotificationChannel.objects.filter(enabled=True)
+        .exclude(kind=ChannelKind.EMAIL, target="")
+        .filter(in_scope)
+        .order_by("pk")
+    )

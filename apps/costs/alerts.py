@@ -44,10 +44,12 @@ from apps.approvals.notify import (
     Notice,
     delivery_attempt,
     delivery_row_give_up,
+    department_channels,
     email_addresses,
     json_bytes,
     post_json,
     public_url,
+    reachable_people,
     send_email,
     signed_headers,
     slack_payload,
@@ -286,43 +288,20 @@ def finance_people(budget: Budget) -> list[User]:
     finance = RoleAssignment.objects.filter(scope, role=Role.FINANCE).values_list(
         "user_id", flat=True
     )
-    people = _reachable(set(finance))
+    people = reachable_people(set(finance))
     if people:
         return people
     admins = RoleAssignment.objects.filter(
         role=Role.ADMIN, department__isnull=True, team__isnull=True
     ).values_list("user_id", flat=True)
     superusers = User.objects.filter(is_superuser=True).values_list("pk", flat=True)
-    return _reachable(set(admins) | set(superusers))
-
-
-def _reachable(user_ids: set[int]) -> list[User]:
-    """The active ones with an email address, each address once."""
-    if not user_ids:
-        return []
-    people = User.objects.filter(pk__in=user_ids, is_active=True).exclude(email="")
-    seen: set[str] = set()
-    found = []
-    for person in people.order_by("username"):
-        address = person.email.strip()
-        if address and address.casefold() not in seen:
-            seen.add(address.casefold())
-            found.append(person)
-    return found
+    return reachable_people(set(admins) | set(superusers))
 
 
 def alert_channels(budget: Budget) -> QuerySet[NotificationChannel]:
-    """The enabled channels of the budget's department and the organisation-wide ones, as the
-    kill switch picks them. The built-in approvers' channel is not one: nobody is asked to
-    approve anything here."""
+    """The enabled channels of the budget's department and the organisation-wide ones."""
     department = budget_department(budget)
-    channels = NotificationChannel.objects.filter(enabled=True).exclude(
-        kind=ChannelKind.EMAIL, target=""
-    )
-    in_scope = Q(department__isnull=True)
-    if department is not None:
-        in_scope |= Q(department_id=department.pk)
-    return channels.filter(in_scope).order_by("pk")
+    return department_channels(department.pk if department is not None else None)
 
 
 # --- planning ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import calendar
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apps.accounts.models import Department, Team, User
 from apps.accounts.permissions import scope_of
+from apps.common.charts import Chart, figure
 from apps.registry.models import Agent
 from apps.runtime.constants import BudgetKind, BudgetScope, RunState
 from apps.runtime.models import Budget, Run
@@ -64,28 +65,6 @@ class Filters:
     @property
     def days(self) -> list[date]:
         return [self.start + timedelta(days=n) for n in range((self.end - self.start).days + 1)]
-
-
-@dataclass
-class Chart:
-    """One chart: a plotly figure, and the table it was drawn from (its view and its CSV)."""
-
-    key: str
-    title: str
-    unit: str
-    columns: list[str]
-    rows: list[list[Any]]
-    figure: dict[str, Any] = field(default_factory=dict)
-    empty: str = "No spend in this period."
-    note: str = ""
-    # Per row, the slug of the agent it is about (its costs page is one click away), or "".
-    agent_slugs: list[str] = field(default_factory=list)
-
-    @property
-    def table(self) -> list[tuple[str, list[Any]]]:
-        """(agent slug or "", row) for each row: what the table view draws."""
-        slugs = self.agent_slugs or [""] * len(self.rows)
-        return list(zip(slugs, self.rows, strict=True))
 
 
 @dataclass
@@ -216,7 +195,7 @@ def _over_time(user: User, filters: Filters, names: dict[int, str]) -> Chart:
         note=f"Anomaly: a day above the median of the {ANOMALY_LOOKBACK_DAYS} days before it "
         f"by more than {ANOMALY_SIGMAS:g} robust standard deviations, and at least double it.",
     )
-    chart.figure = _figure(traces, x_title="Day (UTC)", y_title="US dollars")
+    chart.figure = figure(traces, x_title="Day (UTC)", y_title="US dollars")
     return chart
 
 
@@ -269,7 +248,7 @@ def _top_agents(user: User, spend: QuerySet[AgentCostDaily]) -> Chart:
         agent_slugs=[row[3] for row in rows],
     )
     bars = list(reversed(rows))
-    chart.figure = _figure(
+    chart.figure = figure(
         [{
             "type": "bar", "orientation": "h", "name": "Cost",
             "y": [r[0] for r in bars], "x": [float(r[1]) for r in bars],
@@ -308,7 +287,7 @@ def _by_model(spend: QuerySet[CostDaily] | QuerySet[DepartmentCostDaily]) -> Cha
             "y": [float(r[3]) for r in mine],
             "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + provider + "</extra>",
         })  # fmt: skip
-    chart.figure = _figure(traces, x_title="Model", y_title="US dollars")
+    chart.figure = figure(traces, x_title="Model", y_title="US dollars")
     chart.figure["layout"]["xaxis"]["tickangle"] = -20
     chart.figure["layout"]["legend"]["y"] = -0.45  # below the slanted model names
     return chart
@@ -345,7 +324,7 @@ def _per_task(user: User, filters: Filters, names: dict[int, str]) -> Chart:
         note="A task is a run; a successful one finished (not failed, killed or expired). "
         "Its cost is the spend of every run, so failed runs make success dearer.",
     )  # fmt: skip
-    chart.figure = _figure(
+    chart.figure = figure(
         [
             {"type": "bar", "name": "Per successful task", "x": [r[0] for r in rows],
              "y": [float(r[5]) if r[5] is not None else None for r in rows]},
@@ -380,7 +359,7 @@ def _by_person(user: User, filters: Filters) -> Chart:
         empty="No run acted on anyone's behalf in this period.",
     )
     bars = list(reversed(rows))
-    chart.figure = _figure(
+    chart.figure = figure(
         [{
             "type": "bar", "orientation": "h", "name": "Cost",
             "y": [r[0] for r in bars], "x": [float(r[1]) for r in bars],
@@ -474,7 +453,7 @@ def _budget_burn(user: User, filters: Filters, departments: list[Department]) ->
         empty="No monthly spend budget for these departments: set one on the Budgets page.",
         note="Forecast: the month's spend so far, at its daily pace, to the month's end.",
     )  # fmt: skip
-    chart.figure = _figure(traces, x_title="Day (UTC)", y_title="US dollars (cumulative)")
+    chart.figure = figure(traces, x_title="Day (UTC)", y_title="US dollars (cumulative)")
     return chart
 
 
@@ -507,7 +486,7 @@ def agent_costs(*, user: User, agent: Agent, filters: Filters) -> AgentCosts:
         columns=["Day", "Cost (USD)"],
         rows=[[day.isoformat(), cents(per_day.get(day))] for day in days],
     )
-    over_time.figure = _figure(
+    over_time.figure = figure(
         [_line(agent.name, days, [r[1] for r in over_time.rows])],
         x_title="Day (UTC)", y_title="US dollars",
     )  # fmt: skip
@@ -624,20 +603,3 @@ def _line(name: str, days: list[date], values: list[Decimal]) -> dict[str, Any]:
         "y": [float(v) for v in values],
         "hovertemplate": "%{x}: $%{y:,.2f}<extra>" + name + "</extra>",
     }
-
-
-def _figure(
-    traces: list[dict[str, Any]], *, x_title: str, y_title: str, legend: bool = True
-) -> dict[str, Any]:
-    """The chart's card heading is its title (with the unit); the axes say their units too."""
-    return {
-        "data": traces,
-        "layout": {
-            "xaxis": {"title": {"text": x_title}, "automargin": True},
-            "yaxis": {"title": {"text": y_title}, "tickprefix": "$" if "US dollars" in y_title else "", "rangemode": "tozero", "automargin": True},
-            "showlegend": legend,
-            "legend": {"orientation": "h", "y": -0.25},
-            "margin": {"t": 12, "r": 16, "b": 16, "l": 16},
-            "height": 360,
-        },
-    }  # fmt: skip

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.approvals.models import DeliveredNotice, DeliveryStatus, NoticeKind
+from apps.approvals.models import DeliveredNotice, NoticeKind
 
 PRICE_DIGITS = 12
 PRICE_PLACES = 6

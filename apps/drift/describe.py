@@ -15,8 +15,8 @@ TESTS = {
     "chi_square": "chi-square test",
     "mann_whitney": "Mann-Whitney U test",
 }
-UNITS = {Metric.TOKENS: " tokens", Metric.COST: "", Metric.LATENCY: ""}
-RATE_NAMES = {
+UNITS: dict[str, str] = {Metric.TOKENS: " tokens", Metric.COST: "", Metric.LATENCY: ""}
+RATE_NAMES: dict[str, str] = {
     Metric.ERROR_RATE: "error rate",
     Metric.DENIAL_RATE: "denial rate",
     Metric.ASK_RATE: "ask rate",
@@ -39,7 +39,8 @@ def subject_words(metric: str, key: str, subject: str) -> str:
 def value_words(metric: str, value: float) -> str:
     kind = METRIC_KINDS.get(metric)
     if kind in (MetricKind.DISTRIBUTION, MetricKind.PROPORTION):
-        return f"{value * 100:.1f}%" if value * 100 % 1 else f"{value * 100:.0f}%"
+        percent = round(value * 100, 1)
+        return f"{percent:.0f}%" if percent.is_integer() else f"{percent:.1f}%"
     if metric == Metric.COST:
         return f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
     if metric == Metric.LATENCY:

@@ -473,3 +473,19 @@ def baseline_unpin(*, agent: Agent, environment: str, actor: Actor) -> int:
             target_id=agent.pk, target_repr=agent.slug, after={"environment": environment},
         )  # fmt: skip
     return count
+
+
+@transaction.atomic
+def alert_accept(*, alert: DriftAlert, actor: Actor) -> Baseline:
+    """The change is the new normal: pin the baseline to the drifted version's runs from the
+    onset (at most a day) to the last cycle that saw it, and resolve the alert."""
+    end = alert.last_seen_at  # the runs the last cycle that saw it compared
+    baseline = baseline_pin(
+        agent=alert.agent, environment=alert.environment, version=alert.version,
+        start=max(alert.onset_at, end - timedelta(days=1)), end=end, actor=actor,
+        note=f"accepted from drift alert {alert.pk}",
+    )  # fmt: skip
+    alert_resolve(
+        alert=alert, actor=actor, resolution=f"Accepted as the new baseline by {actor.name}"
+    )
+    return baseline

@@ -101,12 +101,13 @@ class Summary:
 
     def rate(self, metric: str) -> tuple[int, int]:
         """A rate metric's (hits, out of)."""
-        return {
+        rates: dict[str, tuple[int, int]] = {
             Metric.ERROR_RATE: (self.failures, self.runs),
             Metric.DENIAL_RATE: (self.denials, self.decisions),
             Metric.ASK_RATE: (self.asks, self.decisions),
             Metric.REJECTION_RATE: (self.rejections, self.approvals),
-        }[metric]
+        }
+        return rates[metric]
 
 
 RATES = (Metric.ERROR_RATE, Metric.DENIAL_RATE, Metric.ASK_RATE, Metric.REJECTION_RATE)
@@ -151,4 +152,5 @@ def indicator(metric: str, key: str, subject: str, row: tuple[Any, ...]) -> floa
         return rej / appr if appr else None
     if metric == Metric.CUSTOM:
         return metrics.get(key)
-    return float({Metric.TOKENS: tokens, Metric.COST: cost, Metric.LATENCY: latency}[metric])
+    values: dict[str, float] = {Metric.TOKENS: tokens, Metric.COST: cost, Metric.LATENCY: latency}
+    return float(values[metric])

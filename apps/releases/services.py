@@ -4,6 +4,8 @@ which the runtime reads at every run start, so either is in force for the next r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -13,6 +15,9 @@ from apps.common.errors import ApplicationError, NotPermitted
 from apps.registry.constants import ENVIRONMENT_ORDER, Environment
 from apps.registry.models import CHANGE, Agent, AgentVersion, Deployment
 from apps.registry.selectors import deployed_version
+
+if TYPE_CHECKING:
+    from .gate import Verdict
 
 CANARY_DEFAULT_PERCENT = 10
 
@@ -28,6 +33,17 @@ def promotion_source(agent: Agent, environment: str) -> str | None:
     path = promotion_path(agent)
     at = path.index(environment)
     return path[at - 1] if at > 0 else None
+
+
+def promoted_to(agent: Agent, environment: str, version: AgentVersion) -> bool:
+    """Whether ``version`` serves in ``environment`` by a promotion. Only the first stage of
+    the path counts when it merely follows the latest version: a later stage that was never
+    promoted to holds nothing yet, so nothing skips it."""
+    deployment = agent.deployments.filter(environment=environment).first()
+    if deployment is not None:
+        return deployment.version_id == version.pk
+    first = promotion_path(agent)[0]
+    return environment == first and deployed_version(agent, environment) == version
 
 
 def _check_can_release(actor: User, agent: Agent) -> None:
@@ -50,7 +66,6 @@ def _deploy(
     return deployment
 
 
-@transaction.atomic
 def version_promote(
     *,
     actor: User,
@@ -62,7 +77,42 @@ def version_promote(
 ) -> Deployment:
     """Serve ``version`` in ``environment``: only a version that serves in the environment
     before it on the agent's path (dev → staging → canary → prod) may go there, and only when
-    its evaluation suites pass without regression (apps/releases/gate.py)."""
+    its evaluation suites pass without regression (apps/releases/gate.py).
+
+    The suites are evaluated between two passes of the release's checks, outside its
+    transaction: they may call the agent's eval hooks (seconds, with the agent's row locked
+    otherwise), and the evaluation runs they record must be kept when they block, which the
+    rollback of an ApplicationError would undo. The first pass refuses a promotion that cannot
+    happen before any hook is called; the second, under the lock, deploys."""
+    _promote(
+        actor=actor, agent=agent, version=version, environment=environment,
+        traffic_percent=traffic_percent, note=note, verdict=None,
+    )  # fmt: skip
+    from .gate import promotion_gate  # the gate reads runs: imported when promoting
+
+    verdict = promotion_gate(agent=agent, version=version, environment=environment, actor=actor)
+    if not verdict.passed:
+        raise ApplicationError(verdict.message, details={"evaluation": verdict.details})
+    deployment = _promote(
+        actor=actor, agent=agent, version=version, environment=environment,
+        traffic_percent=traffic_percent, note=note, verdict=verdict,
+    )  # fmt: skip
+    assert deployment is not None  # given a verdict, _promote deploys or raises
+    return deployment
+
+
+@transaction.atomic
+def _promote(
+    *,
+    actor: User,
+    agent: Agent,
+    version: AgentVersion,
+    environment: str,
+    traffic_percent: int | None,
+    note: str,
+    verdict: Verdict | None,
+) -> Deployment | None:
+    """The release's checks, then, given the gate's passing ``verdict``, the deployment."""
     _check_can_release(actor, agent)
     Agent.objects.select_for_update().filter(pk=agent.pk).first()  # one release at a time
     if version.agent_id != agent.pk:
@@ -73,7 +123,7 @@ def version_promote(
             details={"environment": ["Not one of the agent's environments."]},
         )
     source = promotion_source(agent, environment)
-    if source is not None and deployed_version(agent, source) != version:
+    if source is not None and not promoted_to(agent, source, version):
         raise ApplicationError(
             f"v{version.number} does not serve in {source}: promote it there first "
             f"({' → '.join(promotion_path(agent))}).",
@@ -88,11 +138,8 @@ def version_promote(
                 "A canary takes 1-100 % of prod's runs.",
                 details={"traffic_percent": ["Between 1 and 100."]},
             )
-    from .gate import promotion_gate  # the gate reads runs: imported when promoting
-
-    verdict = promotion_gate(agent=agent, version=version, environment=environment, actor=actor)
-    if not verdict.passed:
-        raise ApplicationError(verdict.message, details={"evaluation": verdict.details})
+    if verdict is None:
+        return None
     who = Actor.user(actor)
     deployment = _deploy(
         agent=agent, environment=environment, version=version,

@@ -337,6 +337,9 @@ class RunBase:
     url: str = ""
     state: str = "running"
     outcome: str | None = None
+    #: What the run's version says to run with: ``default_model``, ``instructions``,
+    #: ``knowledge_base_version``, ``parameters``. A rollback changes it for new runs at once.
+    behaviour: dict[str, Any] = field(default_factory=dict)
     #: The kill switch that stopped the run, once the client knows of one (see ``on_kill``).
     kill: Kill | None = field(default=None, init=False)
     _kill_lock: threading.Lock = field(
@@ -376,6 +379,7 @@ class RunBase:
             "expires_at": _parse_time(run.get("expires_at")),
             "url": str(run.get("url") or ""),
             "state": str(run.get("state") or "running"),
+            "behaviour": dict(data["behaviour"]) if isinstance(data.get("behaviour"), dict) else {},
         }
 
     @property
@@ -579,6 +583,16 @@ class RunBase:
         if provider:
             body["provider"] = provider
         return body
+
+    @staticmethod
+    def _metrics_body(metrics: Mapping[str, float]) -> dict[str, Any] | None:
+        numbers = {}
+        for name, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                logger.warning("metric %r not reported: %r is not a number", name, value)
+                continue
+            numbers[str(name)] = float(value)
+        return {"metrics": numbers} if numbers else None
 
     @staticmethod
     def _finish_body(state: str, outcome: str | None) -> dict[str, Any]:

@@ -389,6 +389,24 @@ class Run(RunBase):
         budgets = data.get("budgets") or {}
         return {str(name): Budget.from_json(value) for name, value in budgets.items()}
 
+    def report_metrics(self, metrics: Mapping[str, float]) -> bool:
+        """Report custom numeric metrics of this run (``{"claim_amount": 1250.0}``); drift
+        detection compares each across versions. Names are lowercase letters, digits, dots and
+        underscores; the last value of a name wins. A failure is logged, not raised."""
+        body = self._metrics_body(metrics)
+        if body is None:
+            return False
+        try:
+            self._send(self._path("metrics"), body)
+        except (TetherError, httpx.HTTPError) as exc:
+            logger.warning("metrics of run %s not reported: %s", self.id, exc)
+            return False
+        return True
+
+    def report_metric(self, name: str, value: float) -> bool:
+        """Report one custom metric of this run (see ``report_metrics``)."""
+        return self.report_metrics({name: value})
+
     def heartbeat(self) -> None:
         """Extend the run token (the client does this in the background)."""
         data = self._send(self._path("heartbeat"), {}, retries=0)

@@ -1,0 +1,79 @@
+"""Releases' reads: where each version of an agent serves, and its release history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from django.db.models import Q
+
+from apps.audit.models import AuditEvent
+from apps.registry.models import Agent, AgentVersion, Deployment
+from apps.registry.selectors import deployed_version
+
+from .services import promotion_path, promotion_source
+
+
+@dataclass
+class Stage:
+    environment: str
+    version: AgentVersion | None
+    deployment: Deployment | None
+    source: str | None  # where a version must serve before it may come here
+    can_roll_back: bool
+
+
+def release_stages(agent: Agent) -> list[Stage]:
+    """The agent's path, dev → staging → canary → prod, with what serves at each stage."""
+    deployments = {d.environment: d for d in agent.deployments.select_related("version")}
+    stages = []
+    for environment in promotion_path(agent):
+        version = deployed_version(agent, environment)
+        deployment = deployments.get(environment)
+        earlier = version is not None and (
+            (deployment is not None and deployment.previous_id is not None)
+            or agent.versions.filter(number__lt=version.number).exists()
+        )
+        stages.append(
+            Stage(
+                environment=environment,
+                version=version,
+                deployment=deployment,
+                source=promotion_source(agent, environment),
+                can_roll_back=earlier,
+            )
+        )
+    return stages
+
+
+def release_history(agent: Agent, limit: int = 30) -> list[AuditEvent]:
+    """Promotions, rollbacks and new versions of the agent, newest first."""
+    return list(
+        AuditEvent.objects.filter(target_type="agent", target_id=str(agent.pk))
+        .filter(Q(action__startswith="releases.") | Q(action="registry.agent_version.created"))
+        .order_by("-id")[:limit]
+    )
+
+
+def agent_versions(agent: Agent) -> list[AgentVersion]:
+    return list(agent.versions.order_by("-number")[:100])
+
+
+def serving_where(stages: list[Stage]) -> dict[int, list[str]]:
+    """Version number → the environments it serves in."""
+    where: dict[int, list[str]] = {}
+    for stage in stages:
+        if stage.version is not None:
+            where.setdefault(stage.version.number, []).append(stage.environment)
+    return where
+
+
+def promote_choices(agent: Agent, stages: list[Stage]) -> list[tuple[str, Any]]:
+    """(environment, version) pairs a promotion could take next: each stage's version into
+    the stage after it."""
+    pairs = []
+    for before, after in pairwise(stages):
+        if before.version is not None and before.version != after.version:
+            pairs.append((after.environment, before.version))
+    return pairs
