@@ -29,6 +29,7 @@ echo "==> Migrating and loading the demo organisation"
 .venv/bin/python manage.py load_demo_approvals
 .venv/bin/python manage.py load_demo_kills
 .venv/bin/python manage.py load_demo_costs
+.venv/bin/python manage.py load_demo_drift
 
 cat <<MSG
 

@@ -1,6 +1,6 @@
-"""The change events around a drift's onset, read from the audit log: what was changed to the
-agent (versions, knowledge base, model, instructions, promotions, rollbacks), and the policy
-edits and price changes that apply to every agent."""
+"""The change events around a drift's onset: the agent's new versions (what each changed in
+its behaviour snapshot: knowledge base, model, instructions, ...), and from the audit log its
+promotions and rollbacks, and the policy edits and price changes that apply to every agent."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 
 from apps.audit.models import AuditEvent
-from apps.registry.models import Agent
+from apps.registry.models import Agent, AgentVersion
 
-from .describe import change_words
+from .describe import change_words, snapshot_changes
 
 BEFORE = timedelta(hours=24)
 AFTER = timedelta(hours=2)
-AGENT_ACTIONS = ("registry.agent.updated", "registry.agent_version.created")
+VERSION_CREATED = "registry.agent_version.created"
+RELEASE_ACTIONS = ("releases.version.promoted", "releases.version.rolled_back")
 GLOBAL = Q(action__startswith="policy.") | Q(action="costs.price.set")
 
 
@@ -32,35 +33,57 @@ class ChangeEvent:
 
 def change_events(agent: Agent, onset: datetime) -> list[ChangeEvent]:
     """What changed from a day before ``onset`` to two hours after, oldest first."""
-    about_agent = Q(target_type="agent", target_id=str(agent.pk)) & (
-        Q(action__in=AGENT_ACTIONS) | Q(action__startswith="releases.")
-    )
+    start, end = onset - BEFORE, onset + AFTER
+    events = _version_events(agent, start, end)
+    about_agent = Q(target_type="agent", target_id=str(agent.pk), action__in=RELEASE_ACTIONS)
     rows = AuditEvent.objects.filter(
-        about_agent | GLOBAL, occurred_at__gte=onset - BEFORE, occurred_at__lte=onset + AFTER
+        about_agent | GLOBAL, occurred_at__gte=start, occurred_at__lte=end
     ).order_by("occurred_at", "id")[:200]
-    events = []
     for row in rows:
         words = change_words(row.action, row.before, row.after, row.message, row.target_repr)
-        if words:
-            events.append(
-                ChangeEvent(
-                    id=row.pk,
-                    at=row.occurred_at,
-                    action=row.action,
-                    words=words,
-                    actor=row.actor_name,
-                    about_agent=row.target_type == "agent",
-                )
+        events.append(
+            ChangeEvent(
+                id=row.pk,
+                at=row.occurred_at,
+                action=row.action,
+                words=words,
+                actor=row.actor_name,
+                about_agent=row.target_type == "agent",
             )
+        )
+    return sorted(events, key=lambda e: e.at)
+
+
+def _version_events(agent: Agent, start: datetime, end: datetime) -> list[ChangeEvent]:
+    """Each version created in the window, in words: what its snapshot changed."""
+    versions = list(
+        AgentVersion.objects.filter(agent=agent, created_at__lte=end).order_by("-number")[:50]
+    )
+    events = []
+    for version, before in zip(versions, [*versions[1:], None], strict=True):
+        if version.created_at < start:
+            break
+        changed = snapshot_changes(before.snapshot, version.snapshot) if before else ""
+        words = f"v{version.number}: {changed}" if changed else f"v{version.number} created"
+        events.append(
+            ChangeEvent(
+                id=-version.pk,
+                at=version.created_at,
+                action=VERSION_CREATED,
+                words=words,
+                actor=version.created_by_name,
+                about_agent=True,
+            )
+        )
     return events
 
 
 def suspected_change(events: list[ChangeEvent], onset: datetime) -> ChangeEvent | None:
-    """The likeliest cause: the last change to the agent itself at or before the onset (a
-    version being created is the consequence of its update: the update's words say more),
-    else the last change of any kind before it, else the first one after it."""
+    """The likeliest cause: the last change to the agent itself at or before the onset (a new
+    version, a promotion, a rollback), else the last change of any kind before it, else the
+    first one after it."""
     before = [e for e in events if e.at <= onset + timedelta(minutes=5)]
-    for pool in ([e for e in before if e.about_agent and e.action != AGENT_ACTIONS[1]], before):
+    for pool in ([e for e in before if e.about_agent], before):
         if pool:
             return pool[-1]
     return events[0] if events else None

@@ -85,24 +85,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "…"
 
 
+def snapshot_changes(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What a new version changed, e.g. ``knowledge base kb-2026-01 → kb-2026-03``."""
+    parts = []
+    for field, label in WATCHED_FIELDS.items():
+        if before.get(field) != after.get(field):
+            if field in ("instructions", "parameters"):
+                parts.append(f"{label} changed")
+            else:
+                parts.append(f"{label} {_short(before.get(field))} → {_short(after.get(field))}")
+    if before.get("tools") != after.get("tools"):
+        parts.append("tool grants changed")
+    return "; ".join(parts)
+
+
 def change_words(action: str, before: Any, after: Any, message: str, target: str) -> str:
-    """A change event in a few words; empty for an agent update that changed nothing watched."""
-    if action == "registry.agent.updated":
-        before, after = before or {}, after or {}
-        parts = []
-        for field, label in WATCHED_FIELDS.items():
-            if before.get(field) != after.get(field):
-                if field in ("instructions", "parameters"):
-                    parts.append(f"{label} changed")
-                else:
-                    parts.append(
-                        f"{label} {_short(before.get(field))} → {_short(after.get(field))}"
-                    )
-        return "; ".join(parts)
-    if action == "registry.agent_version.created":
-        return f"version {(after or {}).get('number')} created" + (
-            f": {message}" if message else ""
-        )
+    """An audited change in a few words."""
     if action.startswith("releases."):
         return message or action
     if action.startswith("policy."):

@@ -40,7 +40,9 @@ def test_a_drifted_new_version_holds_back_its_own_baseline(alert):
     assert baselines.get(version=alert.version).state == BaselineState.FORMING
     assert alert.baseline.version.number == alert.version.number - 1
     assert alert.severity == Severity.CRITICAL  # 85 % → 60 %: large and far beyond chance
-    assert alert.suspected_change == "knowledge base kb-2026-01 → kb-2026-03"
+    assert (
+        alert.suspected_change == f"v{alert.version.number}: knowledge base kb-2026-01 → kb-2026-03"
+    )
     assert AuditEvent.objects.filter(action="drift.alert.raised").count() == 1
 
 

@@ -76,7 +76,7 @@ def test_a_knowledge_base_change_that_moves_the_approval_rate_is_caught_and_roll
     assert (round(alert.baseline_value, 2), round(alert.current_value, 2)) == (0.85, 0.90)
     assert alert.p_value < 0.001
     assert now - timedelta(minutes=1) <= alert.onset_at <= now + timedelta(minutes=30)
-    assert alert.suspected_change == "knowledge base kb-2026-01 → kb-2026-03"
+    assert alert.suspected_change == "v2: knowledge base kb-2026-01 → kb-2026-03"
     assert alert_headline(alert).startswith("outcome “approved” 85% → 90% since ")
     assert alert_headline(alert).endswith(", p < 0.001")
 
