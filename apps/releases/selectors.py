@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, Q
+from django.http import Http404
 
 from apps.audit.models import AuditEvent
 from apps.registry.models import Agent, AgentVersion, Deployment
 from apps.registry.selectors import deployed_version
 
+from .models import EvalRun, EvalSuite
 from .services import promotion_path, promotion_source
 
 
@@ -77,3 +79,29 @@ def promote_choices(agent: Agent, stages: list[Stage]) -> list[tuple[str, Any]]:
         if before.version is not None and before.version != after.version:
             pairs.append((after.environment, before.version))
     return pairs
+
+
+def eval_suites(agent: Agent) -> list[tuple[EvalSuite, EvalRun | None]]:
+    """The agent's suites, each with its latest evaluation run."""
+    suites = list(EvalSuite.objects.filter(agent=agent).annotate(case_count=Count("cases")).order_by("name"))
+    latest: dict[int, EvalRun] = {}
+    for run in (
+        EvalRun.objects.filter(suite__agent=agent)
+        .select_related("version")
+        .order_by("-finished_at")[:500]
+    ):
+        latest.setdefault(run.suite_id, run)
+    return [(suite, latest.get(suite.pk)) for suite in suites]
+
+
+def eval_suite_get(agent: Agent, slug: str) -> EvalSuite:
+    suite = EvalSuite.objects.filter(agent=agent).filter(slug=slug).first()
+    if suite is None:
+        raise Http404("No such evaluation suite.")
+    return suite
+
+
+def eval_runs(suite: EvalSuite, limit: int = 20) -> list[EvalRun]:
+    return list(
+        suite.runs.select_related("version", "reference_version").order_by("-finished_at")[:limit]
+    )

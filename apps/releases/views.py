@@ -3,6 +3,7 @@ two versions' metrics side by side."""
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,8 +16,8 @@ from apps.drift.selectors import baselines_of, version_comparison
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
 
-from . import selectors, services
-from .forms import CompareForm, PromoteForm, RollbackForm
+from . import evals, selectors, services
+from .forms import CaseForm, CompareForm, EvaluateForm, PromoteForm, RollbackForm, SuiteForm
 
 
 @role_required
@@ -121,3 +122,113 @@ def compare(request: HttpRequest, slug: str) -> HttpResponse:
         right=versions[data["right"]], days=data["days"],
     )  # fmt: skip
     return render(request, "releases/compare.html", context)
+
+
+def _owner_only(request: HttpRequest, agent: Agent) -> HttpResponse | None:
+    if not Agent.objects.for_user(current_user(request), CHANGE).filter(pk=agent.pk).exists():
+        message = "Only the agent's owner or an admin can change its evaluation suites."
+        return render(request, "error.html", {"status": 403, "message": message}, status=403)
+    return None
+
+
+def _field_errors(form: forms.Form, exc: ApplicationError) -> None:
+    form.add_error(None, exc.message)
+    for field, problems in exc.details.items():
+        for problem in problems if isinstance(problems, list) else [problems]:
+            form.add_error(field if field in form.fields else None, str(problem))
+
+
+@role_required
+def suites(request: HttpRequest, slug: str) -> HttpResponse:
+    """The agent's evaluation suites, and a new one."""
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    form = SuiteForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if (refused := _owner_only(request, agent)) is not None:
+            return refused
+        if form.is_valid():
+            try:
+                suite = evals.suite_create(actor=user, agent=agent, data=form.cleaned_data)
+            except ApplicationError as exc:
+                _field_errors(form, exc)
+            else:
+                messages.success(request, f"Suite {suite.name} added: add its cases below.")
+                return redirect("releases:suite", slug=agent.slug, suite=suite.slug)
+        status = 400
+    context = {
+        "section": "agents", "agent": agent, "form": form,
+        "suites": selectors.eval_suites(agent),
+        "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
+    }  # fmt: skip
+    return render(request, "releases/suites.html", context, status=status)
+
+
+@role_required
+def suite_detail(request: HttpRequest, slug: str, suite: str) -> HttpResponse:
+    """One suite: its cases, a new case, its runs; evaluate a version now; delete it."""
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    the_suite = selectors.eval_suite_get(agent, suite)
+    form = CaseForm(request.POST or None)
+    status = 200
+    if request.method == "POST":
+        if (refused := _owner_only(request, agent)) is not None:
+            return refused
+        if form.is_valid():
+            try:
+                case = evals.case_add(actor=user, suite=the_suite, data=form.case_data())
+            except ApplicationError as exc:
+                _field_errors(form, exc)
+            else:
+                messages.success(request, f"Case {case.name} added.")
+                return redirect("releases:suite", slug=agent.slug, suite=the_suite.slug)
+        status = 400
+    context = {
+        "section": "agents", "agent": agent, "suite": the_suite, "form": form,
+        "cases": the_suite.cases.order_by("name"), "runs": selectors.eval_runs(the_suite),
+        "versions": selectors.agent_versions(agent),
+        "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
+    }  # fmt: skip
+    return render(request, "releases/suite.html", context, status=status)
+
+
+@role_required
+@require_POST
+def suite_evaluate(request: HttpRequest, slug: str, suite: str) -> HttpResponse:
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    the_suite = selectors.eval_suite_get(agent, suite)
+    if (refused := _owner_only(request, agent)) is not None:
+        return refused
+    form = EvaluateForm(request.POST)
+    version = (
+        agent.versions.filter(number=form.cleaned_data["version"]).first()
+        if form.is_valid()
+        else None
+    )
+    if version is None:
+        messages.error(request, "Choose one of the agent's versions.")
+    else:
+        run = evals.suite_evaluate(suite=the_suite, version=version, actor_name=user.get_username())
+        messages.success(
+            request,
+            f"v{version.number}: {run.passed} of {run.total} cases passed ({run.get_verdict_display().lower()}).",
+        )
+    return redirect("releases:suite", slug=agent.slug, suite=the_suite.slug)
+
+
+@role_required
+@require_POST
+def suite_delete(request: HttpRequest, slug: str, suite: str) -> HttpResponse:
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    the_suite = selectors.eval_suite_get(agent, suite)
+    if (refused := _owner_only(request, agent)) is not None:
+        return refused
+    evals.suite_delete(actor=user, suite=the_suite)
+    messages.success(
+        request, f"Suite {the_suite.name} removed: promotions are no longer held to it."
+    )
+    return redirect("releases:suites", slug=agent.slug)
