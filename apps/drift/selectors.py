@@ -24,8 +24,9 @@ from .models import Baseline, DriftAlert, RunSample
 from .windows import SAMPLE_COLUMNS, Summary, compare, indicator
 
 CHART_DAYS = 14
+HOURLY_DAYS = 3  # an onset this recent is charted by the hour, over these days
+POINT_MIN_RUNS = 5  # a window with fewer runs is too noisy to plot
 UNIT_NAMES: dict[str, str] = {Metric.COST: "US dollars", Metric.LATENCY: "milliseconds"}
-HOURLY_UNDER = timedelta(days=3)  # a stream younger than this is charted by the hour
 
 
 def drift_alerts(*, user: User, status: str = "live") -> QuerySet[DriftAlert]:
@@ -102,17 +103,19 @@ def _point(metric: str, key: str, subject: str, rows: list[tuple[Any, ...]]) -> 
 
 
 def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
-    """The metric over the last two weeks, per version, against the baseline's value."""
-    now = now or timezone.now()
-    start = now - timedelta(days=CHART_DAYS)
+    """The metric per version against the baseline's value: by the hour over the last three
+    days for a recent onset, else by the day over the last two weeks."""
+    end = max(now or timezone.now(), alert.last_seen_at)
+    hourly = end - alert.onset_at < timedelta(days=HOURLY_DAYS)
+    start = end - timedelta(days=HOURLY_DAYS if hourly else CHART_DAYS)
     rows = list(
         RunSample.objects.filter(
-            agent_id=alert.agent_id, environment=alert.environment, ended_at__gte=start
+            agent_id=alert.agent_id, environment=alert.environment, ended_at__gte=start,
+            ended_at__lte=end,
         )
         .order_by("ended_at")
         .values_list("ended_at", *SAMPLE_COLUMNS, "version_id")
-    )
-    hourly = bool(rows) and now - rows[0][0] < HOURLY_UNDER
+    )  # fmt: skip
     numbers = dict(AgentVersion.objects.filter(agent_id=alert.agent_id).values_list("pk", "number"))
     per_version: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
@@ -130,7 +133,7 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
         xs, ys = [], []
         for at, bucket in points:
             value = _point(alert.metric, alert.key, alert.subject, bucket)
-            if value is not None:
+            if value is not None and len(bucket) >= POINT_MIN_RUNS:
                 xs.append(at.isoformat())
                 ys.append(round(value * scale, 4))
                 table.append(
@@ -146,7 +149,7 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
     if rows:
         traces.append({
             "type": "scatter", "mode": "lines", "name": "baseline",
-            "x": [start.isoformat(), now.isoformat()], "y": [baseline_y, baseline_y],
+            "x": [start.isoformat(), end.isoformat()], "y": [baseline_y, baseline_y],
             "line": {"dash": "dash", "color": "#6b7280"},
         })  # fmt: skip
     unit = "per cent of runs" if percent else UNIT_NAMES.get(alert.metric, "value")
@@ -155,7 +158,8 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
         unit=unit, columns=["Window (UTC)", "Version", "Runs", "Value"], rows=table,
         figure=figure(traces, x_title="Time (UTC)", y_title=unit.capitalize()),
         empty="No runs of this agent in this environment in the last two weeks.",
-        note="The dashed line is the baseline; the onset is marked.",
+        note=f"The dashed line is the baseline, the dotted one the onset. {'Hours' if hourly else 'Days'} "
+        f"with fewer than {POINT_MIN_RUNS} runs are left out.",
     )  # fmt: skip
     chart.figure["layout"]["shapes"] = [{
         "type": "line", "xref": "x", "yref": "paper", "x0": alert.onset_at.isoformat(),
@@ -178,8 +182,8 @@ def alert_view(alert: DriftAlert) -> AlertView:
         test_words += f", PSI {alert.psi:.3f}"
     test_words += (
         f"; {alert.current_n:,} runs in the {alert.get_window_display().lower()} against a "
-        f"baseline of {alert.baseline_n:,} (v{alert.baseline.version.number}, "
-        f"{alert.baseline.get_source_display().lower()})"
+        f"baseline of {alert.baseline_n:,} (v{alert.baseline.version.number}'s "
+        f"{alert.baseline.source} baseline)"
     )
     previous = (
         alert.agent.versions.filter(number__lt=alert.version.number).order_by("-number").first()
@@ -303,3 +307,9 @@ def version_comparison(
 
 def baselines_of(agent: Agent) -> QuerySet[Baseline]:
     return agent.baselines.select_related("version").order_by("environment", "-created_at")[:50]
+
+
+def held_versions(agent: Agent) -> set[int]:
+    """Versions whose own baseline a live drift alert holds back."""
+    live = DriftAlert.objects.filter(agent=agent, status__in=LIVE_STATUSES)
+    return set(live.values_list("version_id", flat=True))

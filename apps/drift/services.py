@@ -103,9 +103,8 @@ def baselines_advance(*, now: datetime) -> int:
     count = 0
     forming = Baseline.objects.filter(state=BaselineState.FORMING).order_by("pk")
     for baseline in forming.iterator():
-        if (baseline.agent_id, baseline.environment, baseline.version_id) in held:
-            continue
-        count += _baseline_try_set(baseline, now)
+        hold = (baseline.agent_id, baseline.environment, baseline.version_id) in held
+        count += _baseline_try_set(baseline, now, hold=hold)
     return count
 
 
@@ -123,10 +122,11 @@ def _window_rows(baseline: Baseline, end: datetime) -> list[tuple[Any, ...]]:
     )
 
 
-def _baseline_try_set(baseline: Baseline, now: datetime) -> int:
+def _baseline_try_set(baseline: Baseline, now: datetime, *, hold: bool) -> int:
+    """Set a complete baseline; count the runs of one still forming (or held back)."""
     days_end = baseline.window_start + timedelta(days=baseline.target_days)
     rows = _window_rows(baseline, min(now, days_end))
-    if len(rows) < baseline.target_runs and now < days_end:
+    if hold or (len(rows) < baseline.target_runs and now < days_end):
         if len(rows) != baseline.runs:
             Baseline.objects.filter(pk=baseline.pk).update(runs=len(rows))
         return 0

@@ -33,8 +33,9 @@ class CompareForm(forms.Form):
     right = forms.IntegerField(min_value=1, max_value=10**9, label="Compared version")
     environment = forms.ChoiceField(choices=Environment.choices, initial=Environment.PROD)
     days = forms.TypedChoiceField(
-        choices=DAY_CHOICES, coerce=int, initial=30, label="Runs of the last"
-    )
+        choices=DAY_CHOICES, coerce=int, initial=30, required=False, empty_value="30",
+        label="Runs of the last",
+    )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -16,6 +16,10 @@ from apps.registry.selectors import deployed_version
 from .models import EvalRun, EvalSuite
 from .services import promotion_path, promotion_source
 
+HISTORY_ACTIONS = (
+    "releases.version.promoted", "releases.version.rolled_back", "releases.version.evaluated",
+)  # fmt: skip
+
 
 @dataclass
 class Stage:
@@ -49,13 +53,21 @@ def release_stages(agent: Agent) -> list[Stage]:
     return stages
 
 
-def release_history(agent: Agent, limit: int = 30) -> list[AuditEvent]:
-    """Promotions, rollbacks and new versions of the agent, newest first."""
-    return list(
+def release_history(agent: Agent, limit: int = 30) -> list[tuple[AuditEvent, str]]:
+    """Promotions, rollbacks and new versions of the agent, newest first, each in words."""
+    events = (
         AuditEvent.objects.filter(target_type="agent", target_id=str(agent.pk))
-        .filter(Q(action__startswith="releases.") | Q(action="registry.agent_version.created"))
+        .filter(Q(action__in=HISTORY_ACTIONS) | Q(action="registry.agent_version.created"))
         .order_by("-id")[:limit]
     )
+    history = []
+    for event in events:
+        words = event.message or event.action
+        if event.action == "registry.agent_version.created":
+            number = (event.after or {}).get("number")
+            words = f"v{number} created" + (f": {event.message}" if event.message else "")
+        history.append((event, words))
+    return history
 
 
 def agent_versions(agent: Agent) -> list[AgentVersion]:
@@ -83,7 +95,9 @@ def promote_choices(agent: Agent, stages: list[Stage]) -> list[tuple[str, Any]]:
 
 def eval_suites(agent: Agent) -> list[tuple[EvalSuite, EvalRun | None]]:
     """The agent's suites, each with its latest evaluation run."""
-    suites = list(EvalSuite.objects.filter(agent=agent).annotate(case_count=Count("cases")).order_by("name"))
+    suites = list(
+        EvalSuite.objects.filter(agent=agent).annotate(case_count=Count("cases")).order_by("name")
+    )
     latest: dict[int, EvalRun] = {}
     for run in (
         EvalRun.objects.filter(suite__agent=agent)

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError, NotPermitted
-from apps.drift.selectors import baselines_of, version_comparison
+from apps.drift.selectors import baselines_of, held_versions, version_comparison
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
 
@@ -36,6 +36,7 @@ def agent_releases(request: HttpRequest, slug: str) -> HttpResponse:
         "next_steps": selectors.promote_choices(agent, stages),
         "history": selectors.release_history(agent),
         "baselines": baselines_of(agent),
+        "held": held_versions(agent),
         "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
         "compare_form": CompareForm(
             initial={
@@ -119,7 +120,7 @@ def compare(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, "releases/compare.html", context, status=400)
     context["comparison"] = version_comparison(
         agent=agent, environment=data["environment"], left=versions[data["left"]],
-        right=versions[data["right"]], days=data["days"],
+        right=versions[data["right"]], days=int(data["days"]),
     )  # fmt: skip
     return render(request, "releases/compare.html", context)
 
