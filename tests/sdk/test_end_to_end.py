@@ -181,3 +181,32 @@ def test_the_async_client_governs_the_same_way(live_agent) -> None:
     assert list(
         Decision.objects.filter(run_id=run_id).order_by("id").values_list("action", "disposition")
     ) == [("tool.invoke", "allow"), ("tool.invoke", "deny"), ("model.call", "allow")]
+
+
+def test_a_run_knows_its_versions_behaviour_and_reports_metrics_and_its_outcome(live_agent) -> None:
+    from apps.drift.models import RunMetric
+
+    client = tether.Client(live_agent.url, live_agent.key)
+    with client.run("Triage claim 4711") as run:
+        assert run.behaviour["version"] == run.version
+        assert set(run.behaviour) >= {"default_model", "instructions", "knowledge_base_version"}
+        assert run.report_metric("claim_amount", 1250)
+        assert run.report_metrics({"pages.read": 3, "bad": "x"})  # the number is sent, "x" not
+        assert not run.report_metrics({"Bad Name": 1})  # refused by Tether: logged, not raised
+        run.outcome = "approved"
+    values = dict(RunMetric.objects.filter(run_id=run.id).values_list("name", "value"))
+    assert values == {"claim_amount": 1250.0, "pages.read": 3.0}
+    assert Run.objects.get(pk=run.id).outcome == "approved"
+
+
+def test_the_async_run_reports_metrics_too(live_agent) -> None:
+    from apps.drift.models import RunMetric
+
+    async def work() -> str:
+        async with tether.AsyncClient(live_agent.url, live_agent.key) as client:
+            async with client.run("Triage claim 4712") as run:
+                assert await run.report_metric("claim_amount", 99.5)
+                return run.id
+
+    run_id = asyncio.run(work())
+    assert RunMetric.objects.get(run_id=run_id).value == 99.5
