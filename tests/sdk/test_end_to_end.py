@@ -203,10 +203,10 @@ def test_the_async_run_reports_metrics_too(live_agent) -> None:
     from apps.drift.models import RunMetric
 
     async def work() -> str:
-        async with tether.AsyncClient(live_agent.url, live_agent.key) as client:
-            async with client.run("Triage claim 4712") as run:
-                assert await run.report_metric("claim_amount", 99.5)
-                return run.id
+        client = tether.AsyncClient(live_agent.url, live_agent.key)
+        async with client, client.run("Triage claim 4712") as run:
+            assert await run.report_metric("claim_amount", 99.5)
+            return run.id
 
     run_id = asyncio.run(work())
     assert RunMetric.objects.get(run_id=run_id).value == 99.5
