@@ -213,7 +213,7 @@ def approvers_in_scope(approval: ApprovalRequest, *, event: str) -> list[User]:
     excluded = _not_allowed(approval)
 
     def reachable(user_ids: set[int]) -> list[User]:
-        people = _with_email(_delegating(approval, user_ids))
+        people = reachable_people(_delegating(approval, user_ids))
         return [person for person in people if person.pk not in excluded]
 
     second_tier = event == "escalated" or approval.tier >= 2
@@ -254,20 +254,6 @@ def _delegating(approval: ApprovalRequest, user_ids: set[int]) -> set[int]:
         delegator_id__in=lenders, revoked_at__isnull=True, starts_at__lte=now, ends_at__gt=now
     ).values_list("delegate_id", flat=True)
     return user_ids | set(delegates)
-
-
-def _with_email(user_ids: set[int]) -> list[User]:
-    if not user_ids:
-        return []
-    people = User.objects.filter(pk__in=user_ids, is_active=True).exclude(email="")
-    seen: set[str] = set()
-    found = []
-    for person in people.order_by("username"):
-        address = person.email.strip().lower()
-        if address not in seen:
-            seen.add(address)
-            found.append(person)
-    return found
 
 
 # --- sending -------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def baselines_advance(*, now: datetime) -> int:
     return count
 
 
-def _window_rows(baseline: Baseline, end: datetime) -> list[tuple[Any, ...]]:
+def _window_rows(baseline: Baseline, end: datetime, limit: int) -> list[tuple[Any, ...]]:
     return list(
         RunSample.objects.filter(
             agent_id=baseline.agent_id,
@@ -118,19 +118,27 @@ def _window_rows(baseline: Baseline, end: datetime) -> list[tuple[Any, ...]]:
             ended_at__lte=end,
         )
         .order_by("ended_at")
-        .values_list("ended_at", *SAMPLE_COLUMNS)[: baseline.target_runs]
+        .values_list("ended_at", *SAMPLE_COLUMNS)[:limit]
     )
 
 
 def _baseline_try_set(baseline: Baseline, now: datetime, *, hold: bool) -> int:
-    """Set a complete baseline; count the runs of one still forming (or held back)."""
+    """Set a complete baseline: its first ``target_runs`` runs, or its first ``target_days``
+    days -- stretched past them, for a quiet agent, until it holds the fewest runs a detector
+    compares (a smaller baseline would never alert). Count the runs of one still forming."""
+    fewest = min(settings.DRIFT_MIN_BASELINE_SAMPLES, baseline.target_runs)
     days_end = baseline.window_start + timedelta(days=baseline.target_days)
-    rows = _window_rows(baseline, min(now, days_end))
-    if hold or (len(rows) < baseline.target_runs and now < days_end):
+    rows = _window_rows(baseline, min(now, days_end), baseline.target_runs)
+    end: datetime | None = rows[-1][0] if len(rows) >= baseline.target_runs else None
+    if end is None and now >= days_end:
+        end = days_end
+        if len(rows) < fewest:
+            rows = _window_rows(baseline, now, fewest)
+            end = rows[-1][0] if len(rows) >= fewest else None
+    if hold or end is None:
         if len(rows) != baseline.runs:
             Baseline.objects.filter(pk=baseline.pk).update(runs=len(rows))
         return 0
-    end = rows[-1][0] if len(rows) >= baseline.target_runs else days_end
     stats = Summary.of(row[1:] for row in rows).to_json(
         sample_max=settings.DRIFT_BASELINE_SAMPLE_MAX
     )

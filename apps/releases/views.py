@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.views import current_user, role_required
-from apps.common.errors import ApplicationError, NotPermitted
+from apps.common.errors import ApplicationError
 from apps.drift.selectors import baselines_of, held_versions, version_comparison
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
@@ -73,7 +73,7 @@ def promote(request: HttpRequest, slug: str) -> HttpResponse:
             traffic_percent=data["traffic_percent"], note=data["note"],
         )  # fmt: skip
         messages.success(request, f"v{version.number} now serves in {data['environment']}.")
-    except (ApplicationError, NotPermitted) as exc:
+    except ApplicationError as exc:  # NotPermitted included
         messages.error(request, exc.message)
     return _back(request, agent)
 
@@ -96,7 +96,7 @@ def rollback(request: HttpRequest, slug: str) -> HttpResponse:
             request,
             f"{data['environment']} rolled back: new runs use v{deployment.version.number} from now.",
         )
-    except (ApplicationError, NotPermitted) as exc:
+    except ApplicationError as exc:  # NotPermitted included
         messages.error(request, exc.message)
     return _back(request, agent, data["next"])
 

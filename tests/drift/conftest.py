@@ -10,9 +10,9 @@ from rest_framework.test import APIClient
 from apps.registry import services as registry
 from apps.registry.models import Agent
 from apps.runtime import services as runtime
-from apps.runtime.decisions import forget_caches
 from apps.runtime.models import AgentCredential
 
+from ..caches import runtime_caches_cleared
 from ..factories import make_tool
 
 
@@ -23,15 +23,7 @@ class Claims:
     secret: str
 
 
-@pytest.fixture(autouse=True)
-def fresh_runtime_caches():
-    import redis
-    from django.conf import settings
-
-    forget_caches()
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    yield
-    forget_caches()
+fresh_runtime_caches = pytest.fixture(autouse=True)(runtime_caches_cleared)
 
 
 @pytest.fixture

@@ -194,3 +194,23 @@ def test_noise_in_a_steady_agent_raises_nothing(org, claims):
     for hours in range(0, 24, 6):
         report = services.drift_cycle(now=now + timedelta(hours=hours))
         assert report.raised == []
+
+
+def test_a_quiet_agents_baseline_waits_past_its_days_for_enough_runs(org, claims):
+    now = timezone.now()
+    version = claims.agent.versions.order_by("-number").first()
+    ended_runs(
+        claims.credential,
+        version,
+        spread(now - timedelta(days=20), now - timedelta(days=11), 60),
+        approvals(60, 17),
+    )
+    services.drift_cycle(now=now - timedelta(days=10))
+    baseline = Baseline.objects.get(agent=claims.agent)
+    assert (baseline.state, baseline.runs) == (BaselineState.FORMING, 60)  # 7 days, too few runs
+    ended_runs(
+        claims.credential, version, spread(now - timedelta(days=10), now, 90), approvals(90, 17)
+    )
+    services.drift_cycle(now=now + timedelta(minutes=2))
+    baseline.refresh_from_db()
+    assert (baseline.state, baseline.runs) == (BaselineState.SET, 100)  # the fewest that alert

@@ -10,9 +10,9 @@ from apps.registry import services as registry
 from apps.registry.constants import MemoryClass
 from apps.registry.models import Agent, MemoryStore, Tool
 from apps.runtime import services
-from apps.runtime.decisions import forget_caches
 from apps.runtime.models import AgentCredential, Run
 
+from ..caches import runtime_caches_cleared
 from ..factories import make_tool
 
 
@@ -25,15 +25,7 @@ class Setup:
     secret: str
 
 
-@pytest.fixture(autouse=True)
-def fresh_runtime_caches():
-    import redis
-    from django.conf import settings
-
-    forget_caches()
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
-    yield
-    forget_caches()
+fresh_runtime_caches = pytest.fixture(autouse=True)(runtime_caches_cleared)
 
 
 @pytest.fixture
