@@ -60,7 +60,8 @@ def _version_events(agent: Agent, start: datetime, end: datetime) -> list[Change
         AgentVersion.objects.filter(agent=agent, created_at__lte=end).order_by("-number")[:50]
     )
     events = []
-    for version, before in zip(versions, [*versions[1:], None], strict=True):
+    for at, version in enumerate(versions):
+        before = versions[at + 1] if at + 1 < len(versions) else None
         if version.created_at < start:
             break
         changed = snapshot_changes(before.snapshot, version.snapshot) if before else ""

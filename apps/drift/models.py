@@ -82,7 +82,8 @@ class Baseline(models.Model):
     Set automatically when a version starts serving (its first ``target_runs`` runs or its
     first ``target_days`` days, whichever comes first), or pinned by hand over a chosen
     window. The baseline in force for an agent and environment is the newest pinned one, else
-    the newest set one; a new version is compared against it until its own is set.
+    the newest set one; a new version is compared against it until its own is set, and its
+    own is set only once a detection has compared it so (``compared_at``) without a drift.
     """
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="baselines")
@@ -102,6 +103,11 @@ class Baseline(models.Model):
     note = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     set_at = models.DateTimeField(null=True, blank=True)
+    compared_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the version was first compared with the baseline it inherits.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-pk"]

@@ -81,16 +81,7 @@ def baselines_advance(*, now: datetime) -> int:
         .values_list("agent_id", "environment", "version_id")
     )
     new = [
-        Baseline(
-            agent_id=agent_id,
-            environment=env,
-            version_id=version_id,
-            source=BaselineSource.AUTOMATIC,
-            target_runs=settings.DRIFT_BASELINE_RUNS,
-            target_days=settings.DRIFT_BASELINE_DAYS,
-            window_start=first,
-            set_by_name=SYSTEM.name,
-        )
+        _forming(agent_id, env, version_id, first)
         for agent_id, env, version_id, first in serving
         if (agent_id, env, version_id) not in known
     ]
@@ -100,12 +91,40 @@ def baselines_advance(*, now: datetime) -> int:
             "agent_id", "environment", "version_id"
         )
     )
+    # A version with an earlier version's baseline in its stream inherits it: its own may be
+    # set only once a detection compared it with that one (else a backlog sampled in one cycle
+    # would set a drifted version's baseline from its drifted runs, unseen).
+    first = _first_versions()
     count = 0
     forming = Baseline.objects.filter(state=BaselineState.FORMING).order_by("pk")
     for baseline in forming.iterator():
-        hold = (baseline.agent_id, baseline.environment, baseline.version_id) in held
+        stream = (baseline.agent_id, baseline.environment)
+        inherits = first.get(stream, baseline.version_id) != baseline.version_id
+        hold = (*stream, baseline.version_id) in held or (inherits and baseline.compared_at is None)
         count += _baseline_try_set(baseline, now, hold=hold)
     return count
+
+
+def _forming(
+    agent_id: int, env: str, version_id: int, start: datetime, compared_at: datetime | None = None
+) -> Baseline:
+    return Baseline(
+        agent_id=agent_id, environment=env, version_id=version_id,
+        source=BaselineSource.AUTOMATIC, target_runs=settings.DRIFT_BASELINE_RUNS,
+        target_days=settings.DRIFT_BASELINE_DAYS, window_start=start, set_by_name=SYSTEM.name,
+        compared_at=compared_at,
+    )  # fmt: skip
+
+
+def _first_versions() -> dict[Stream, int]:
+    """Per stream, the earliest version with a baseline: the one that inherits nothing."""
+    rows = (
+        Baseline.objects.exclude(state=BaselineState.RETIRED)
+        .values("agent_id", "environment")
+        .annotate(first=Min("version_id"))
+        .order_by()
+    )
+    return {(r["agent_id"], r["environment"]): r["first"] for r in rows}
 
 
 def _window_rows(baseline: Baseline, end: datetime, limit: int) -> list[tuple[Any, ...]]:
@@ -190,6 +209,7 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
     baselines: dict[int, Summary] = {}
     raised: list[DriftAlert] = []
     updated: list[DriftAlert] = []
+    inherited: list[tuple[int, str, int]] = []  # versions compared with an earlier baseline
     compared = 0
     for (agent_id, env, version_id), samples in groups.items():
         ref = reference_for(refs[(agent_id, env)], version_id) if (agent_id, env) in refs else None
@@ -200,6 +220,8 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
         if len(samples) < t.min_current:
             continue
         compared += 1
+        if ref.version_id != version_id:
+            inherited.append((agent_id, env, version_id))
         if ref.pk not in baselines:
             baselines[ref.pk] = Summary.from_json(ref.stats)
         found: dict[tuple[str, str], tuple[str, Finding]] = {}
@@ -223,7 +245,26 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
                 continue
             if alert is not None:
                 (raised if made else updated).append(alert)
+    _mark_compared(inherited, now)
     return compared, raised, updated
+
+
+def _mark_compared(versions: list[tuple[int, str, int]], now: datetime) -> None:
+    """These versions were compared with an earlier version's baseline: their own baselines
+    (started here when they have none yet) may now be set, unless an alert holds them back."""
+    for agent_id, env, version_id in versions:
+        key = {"agent_id": agent_id, "environment": env, "version_id": version_id}
+        automatic = Baseline.objects.filter(**key, source=BaselineSource.AUTOMATIC).exclude(
+            state=BaselineState.RETIRED
+        )
+        if automatic.exists():
+            automatic.filter(compared_at__isnull=True).update(compared_at=now)
+            continue
+        first = RunSample.objects.filter(**key).aggregate(first=Min("ended_at"))["first"]
+        Baseline.objects.bulk_create(
+            [_forming(agent_id, env, version_id, first or now, compared_at=now)],
+            ignore_conflicts=True,
+        )
 
 
 def _onset(

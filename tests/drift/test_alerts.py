@@ -16,6 +16,7 @@ from apps.drift.constants import AlertStatus, BaselineSource, BaselineState, Met
 from apps.drift.models import Baseline, DriftAlert
 from apps.killswitch.constants import TriggerKind, TriggerResponse
 from apps.killswitch.models import KillTrigger
+from apps.registry import services as registry
 
 from ..clients import api_client, console_client
 from .runs import approvals, drift_after_change, ended_runs, spread
@@ -214,3 +215,29 @@ def test_a_quiet_agents_baseline_waits_past_its_days_for_enough_runs(org, claims
     services.drift_cycle(now=now + timedelta(minutes=2))
     baseline.refresh_from_db()
     assert (baseline.state, baseline.runs) == (BaselineState.SET, 100)  # the fewest that alert
+
+
+def test_a_drift_already_there_when_the_job_first_runs_is_caught_on_the_next_cycle(org, claims):
+    """A backlog sampled in one cycle holds the old version's runs and the drifted new
+    version's: the new version's own baseline waits for a comparison with the old one's."""
+    now = timezone.now()
+    old = claims.agent.versions.order_by("-number").first()
+    ended_runs(
+        claims.credential,
+        old,
+        spread(now - timedelta(days=4), now - timedelta(hours=8), 400),
+        approvals(400, 17),
+    )
+    registry.agent_update(
+        actor=org.owner, agent=claims.agent, data={"knowledge_base_version": "kb-2026-03"}
+    )
+    new = claims.agent.versions.order_by("-number").first()
+    ended_runs(
+        claims.credential, new, spread(now - timedelta(hours=7), now, 300), approvals(300, 12)
+    )
+    first = services.drift_cycle(now=now + timedelta(minutes=2))
+    assert first.sampled == 700 and first.raised == []
+    assert Baseline.objects.get(version=new).state == BaselineState.FORMING  # not from drifted runs
+    second = services.drift_cycle(now=now + timedelta(minutes=7))
+    assert [(a.version, a.metric) for a in second.raised] == [(new, Metric.OUTCOME)]
+    assert Baseline.objects.get(version=new).state == BaselineState.FORMING  # held by the alert

@@ -104,3 +104,19 @@ def test_a_run_token_cannot_report_metrics_for_another_run(claims):
         f"{RUNS}{second['run']['id']}/metrics", {"metrics": {"a": 1}}, format="json"
     )
     assert unauthenticated.status_code == 401
+
+
+def test_the_database_and_the_python_collections_write_the_same_samples(claims):
+    """PostgreSQL samples in one statement; SQLite (the embedded demo) builds them in Python."""
+    from apps.drift import collect
+
+    for outcome in ("approved", "rejected", "approved"):
+        _run_with_steps(claims, outcome)
+    later = timezone.now() + timedelta(minutes=2)
+    columns = [f.name for f in RunSample._meta.fields]
+    assert samples_collect(now=later) == 3  # on PostgreSQL: the statement
+    in_database = sorted(RunSample.objects.values_list(*columns))
+    RunSample.objects.all().delete()
+    since = later - timedelta(days=1)
+    assert collect._collect_in_python(since, later - timedelta(seconds=60), 100) == 3
+    assert sorted(RunSample.objects.values_list(*columns)) == in_database
