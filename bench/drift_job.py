@@ -969,6 +969,9 @@ def main() -> None:
             f" {marker['now']:%Y-%m-%d %H:%M}): reusing it (--fresh rebuilds it)"
         )
         configure(args.database)
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0)  # a seed older than the code's last migration
         now = marker["now"]
     else:
         if marker is not None:
