@@ -29,10 +29,18 @@ POINT_MIN_RUNS = 5  # a window with fewer runs is too noisy to plot
 UNIT_NAMES: dict[str, str] = {Metric.COST: "US dollars", Metric.LATENCY: "milliseconds"}
 
 
-def drift_alerts(*, user: User, status: str = "live") -> QuerySet[DriftAlert]:
+def drift_alerts(
+    *, user: User, status: str = "live", severity: str = "", environment: str = "", agent: str = ""
+) -> QuerySet[DriftAlert]:
     """Alerts of agents the user may read; ``live`` (open, acknowledged, snoozed), a status,
-    or ``all``."""
+    or ``all``; of one severity, environment or agent (its slug) when given."""
     alerts = DriftAlert.objects.filter(agent__in=Agent.objects.for_user(user, READ))
+    if severity:
+        alerts = alerts.filter(severity=severity)
+    if environment:
+        alerts = alerts.filter(environment=environment)
+    if agent:
+        alerts = alerts.filter(agent__slug=agent)
     if status == "live":
         alerts = alerts.filter(status__in=LIVE_STATUSES)
     elif status in AlertStatus.values:

@@ -13,4 +13,6 @@ urlpatterns = [
     path("drift/<int:alert_id>/snooze", views.alert_snooze, name="snooze"),
     path("drift/<int:alert_id>/resolve", views.alert_resolve, name="resolve"),
     path("drift/<int:alert_id>/accept", views.alert_accept, name="accept"),
+    path("agents/<slug:slug>/baselines/pin", views.baseline_pin, name="baseline-pin"),
+    path("agents/<slug:slug>/baselines/unpin", views.baseline_unpin, name="baseline-unpin"),
 ]

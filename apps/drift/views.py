@@ -14,9 +14,11 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.accounts.views import current_user, role_required
 from apps.audit.services import Actor
 from apps.common.errors import ApplicationError
+from apps.registry.models import CHANGE, Agent
+from apps.registry.selectors import agent_get
 
 from . import selectors, services
-from .forms import AlertFilterForm, ResolveForm, SnoozeForm
+from .forms import AlertFilterForm, PinBaselineForm, ResolveForm, SnoozeForm
 from .models import DriftAlert
 
 ALERTS_PER_PAGE = 50
@@ -29,10 +31,13 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     form = AlertFilterForm(request.GET or None)
     if request.GET and not form.is_valid():
         return render(request, "drift/list.html", {"section": "drift", "form": form}, status=400)
-    status = (form.cleaned_data["status"] if form.is_valid() else "") or "live"
-    page = Paginator(selectors.drift_alerts(user=user, status=status), ALERTS_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    filters = form.cleaned_data if form.is_valid() else {}
+    status = filters.get("status") or "live"
+    alerts = selectors.drift_alerts(
+        user=user, status=status, severity=filters.get("severity", ""),
+        environment=filters.get("environment", ""), agent=filters.get("agent", ""),
+    )  # fmt: skip
+    page = Paginator(alerts, ALERTS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "section": "drift",
         "form": form,
@@ -130,3 +135,50 @@ def alert_accept(request: HttpRequest, alert_id: int) -> HttpResponse:
         )
 
     return _act(request, alert_id, act)
+
+
+@role_required
+@require_POST
+def baseline_pin(request: HttpRequest, slug: str) -> HttpResponse:
+    """Pin the agent's baseline in an environment to a window of one version's runs."""
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug)
+    back = redirect("releases:agent", slug=agent.slug)
+    if not Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists():
+        messages.error(request, "Only the agent's owner or an admin can pin its baselines.")
+        return back
+    form = PinBaselineForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the environment, a version and a window (from, to).")
+        return back
+    data = form.cleaned_data
+    version = agent.versions.filter(number=data["version"]).first()
+    try:
+        if version is None:
+            raise ApplicationError(f"{agent.slug} has no v{data['version']}.")
+        baseline = services.baseline_pin(
+            agent=agent, environment=data["environment"], version=version, start=data["start"],
+            end=data["end"], actor=Actor.user(user), note=data["note"],
+        )  # fmt: skip
+        messages.success(
+            request,
+            f"Pinned: v{version.number}'s {baseline.runs:,} runs are the baseline in "
+            f"{baseline.environment} from the next cycle.",
+        )
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return back
+
+
+@role_required
+@require_POST
+def baseline_unpin(request: HttpRequest, slug: str) -> HttpResponse:
+    user = current_user(request)
+    agent = agent_get(user=user, slug=slug, action=CHANGE)
+    environment = request.POST.get("environment", "")[:16]
+    count = services.baseline_unpin(agent=agent, environment=environment, actor=Actor.user(user))
+    if count:
+        messages.success(request, f"Back to automatic baselines in {environment}.")
+    else:
+        messages.error(request, f"No pinned baseline in {environment!r}.")
+    return redirect("releases:agent", slug=agent.slug)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
+from apps.drift.forms import PinBaselineForm
 from apps.drift.selectors import baselines_of, held_versions, version_comparison
 from apps.registry.models import CHANGE, Agent
 from apps.registry.selectors import agent_get
@@ -37,6 +38,9 @@ def agent_releases(request: HttpRequest, slug: str) -> HttpResponse:
         "history": selectors.release_history(agent),
         "baselines": baselines_of(agent),
         "held": held_versions(agent),
+        "pin_form": PinBaselineForm(
+            initial={"version": versions[0].number if versions else 1}, auto_id="pin_%s"
+        ),
         "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
         "compare_form": CompareForm(
             initial={

@@ -241,3 +241,34 @@ def test_a_drift_already_there_when_the_job_first_runs_is_caught_on_the_next_cyc
     second = services.drift_cycle(now=now + timedelta(minutes=7))
     assert [(a.version, a.metric) for a in second.raised] == [(new, Metric.OUTCOME)]
     assert Baseline.objects.get(version=new).state == BaselineState.FORMING  # held by the alert
+
+
+def test_an_owner_pins_and_unpins_a_baseline_from_the_releases_page(org, claims, alert):
+    day = timezone.localtime(alert.last_seen_at).strftime("%Y-%m-%dT%H:%M")
+    start = timezone.localtime(alert.last_seen_at - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    form = {"environment": "prod", "version": alert.version.number, "start": start, "end": day}
+    pin = "/agents/claims-approver/baselines/pin"
+    refused = console_client(org.approver).post(pin, form)
+    assert (
+        refused.status_code == 302
+        and not Baseline.objects.filter(source=BaselineSource.PINNED).exists()
+    )
+    done = console_client(org.owner).post(pin, form, follow=True)
+    assert "runs are the baseline in prod" in done.content.decode()
+    assert Baseline.objects.get(source=BaselineSource.PINNED).version == alert.version
+    empty = console_client(org.owner).post(pin, {**form, "start": day, "end": start}, follow=True)
+    assert "must end after it starts" in empty.content.decode()
+    console_client(org.owner).post(
+        "/agents/claims-approver/baselines/unpin", {"environment": "prod"}
+    )
+    assert Baseline.objects.get(source=BaselineSource.PINNED).state == BaselineState.RETIRED
+
+
+def test_the_alert_list_filters_by_severity_environment_and_agent(org, alert):
+    client = console_client(org.owner)
+    assert "Claims approver" in client.get("/drift/?severity=critical").content.decode()
+    assert (
+        "1 alert" in client.get("/drift/?agent=claims-approver&environment=prod").content.decode()
+    )
+    assert "No live drift alerts" in client.get("/drift/?severity=warning").content.decode()
+    assert client.get("/drift/?severity=loud").status_code == 400
