@@ -1,7 +1,7 @@
 """A drift to look at in the embedded demo: the claims adjudicator approved ~85% of claims for
 three weeks; ten hours ago a knowledge-base refresh made a new version, and it approves ~93%.
-The drift job then runs as it would every cycle: the baseline is set from the first weeks, the
-new version is compared with it, and an alert names the refresh. Loaded once.
+The owner pinned those weeks as the baseline; the drift job then runs as it would every cycle:
+the new version is compared with it, and an alert names the refresh. Loaded once.
 
 Runs are written straight to the table (weeks of history in one statement); the versions are
 made by the registry's own service, then dated back to when the story says they happened.
@@ -18,6 +18,7 @@ from typing import Any
 from django.db.models import F
 from django.utils import timezone
 
+from apps.audit.services import Actor
 from apps.registry import services as registry
 from apps.registry.constants import AgentStatus
 from apps.registry.models import Agent, AgentVersion
@@ -26,7 +27,7 @@ from apps.runtime.constants import RunState
 from apps.runtime.models import AgentCredential, Run
 
 from .models import RunMetric, RunSample
-from .services import drift_cycle
+from .services import baseline_pin, drift_cycle
 
 DEMO_AGENT = "claims-adjudicator"
 HISTORY_DAYS = 21
@@ -127,6 +128,13 @@ def demo_drift_load(*, actor: Any, seed: int = 8) -> int:
     )  # fmt: skip
     _metrics(rng, runs)
     drift_cycle(now=change - timedelta(minutes=1))  # the cycles of the past weeks, in one
+    # The owner pinned the October weeks as the known-good baseline (the demo agents' earlier
+    # versions, from the other demo loaders, behave differently and must not be the reference).
+    baseline_pin(
+        agent=agent, environment="prod", version=before, start=start,
+        end=change - timedelta(days=1), actor=Actor.user(actor),
+        note="October policy pack: the known-good weeks",
+    )  # fmt: skip
 
     registry.agent_update(
         actor=actor, agent=agent, data={"knowledge_base_version": "claims-kb-2026-11"},

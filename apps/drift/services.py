@@ -91,18 +91,32 @@ def baselines_advance(*, now: datetime) -> int:
             "agent_id", "environment", "version_id"
         )
     )
-    # A version with an earlier version's baseline in its stream inherits it: its own may be
-    # set only once a detection compared it with that one (else a backlog sampled in one cycle
-    # would set a drifted version's baseline from its drifted runs, unseen).
-    first = _first_versions()
+    # A version in a stream where another version's baseline is set inherits that one: its
+    # own may be set only once a detection compared it with it (else a backlog sampled in one
+    # cycle would set a drifted version's baseline from its drifted runs, unseen). Older
+    # versions go first, so a backlog's first version is set before its successors are seen.
+    with_set = _streams_with_set_baselines()
     count = 0
-    forming = Baseline.objects.filter(state=BaselineState.FORMING).order_by("pk")
+    forming = Baseline.objects.filter(state=BaselineState.FORMING).order_by("version_id", "pk")
     for baseline in forming.iterator():
         stream = (baseline.agent_id, baseline.environment)
-        inherits = first.get(stream, baseline.version_id) != baseline.version_id
+        inherits = bool(with_set.get(stream, set()) - {baseline.version_id})
         hold = (*stream, baseline.version_id) in held or (inherits and baseline.compared_at is None)
-        count += _baseline_try_set(baseline, now, hold=hold)
+        if _baseline_try_set(baseline, now, hold=hold):
+            with_set.setdefault(stream, set()).add(baseline.version_id)
+            count += 1
     return count
+
+
+def _streams_with_set_baselines() -> dict[Stream, set[int]]:
+    """Per stream, the versions whose baseline is set."""
+    found: dict[Stream, set[int]] = {}
+    rows = Baseline.objects.filter(state=BaselineState.SET).values_list(
+        "agent_id", "environment", "version_id"
+    )
+    for agent_id, env, version_id in rows:
+        found.setdefault((agent_id, env), set()).add(version_id)
+    return found
 
 
 def _forming(
@@ -114,17 +128,6 @@ def _forming(
         target_days=settings.DRIFT_BASELINE_DAYS, window_start=start, set_by_name=SYSTEM.name,
         compared_at=compared_at,
     )  # fmt: skip
-
-
-def _first_versions() -> dict[Stream, int]:
-    """Per stream, the earliest version with a baseline: the one that inherits nothing."""
-    rows = (
-        Baseline.objects.exclude(state=BaselineState.RETIRED)
-        .values("agent_id", "environment")
-        .annotate(first=Min("version_id"))
-        .order_by()
-    )
-    return {(r["agent_id"], r["environment"]): r["first"] for r in rows}
 
 
 def _window_rows(baseline: Baseline, end: datetime, limit: int) -> list[tuple[Any, ...]]:

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_the_demo_shows_a_drift_that_names_the_knowledge_base_refresh(capsys):
     demo_load()
+    call_command("load_demo_costs")  # as scripts/demo.sh: the agents' earlier versions ran too
     call_command("load_demo_drift")
     alert = DriftAlert.objects.get(metric=Metric.OUTCOME)
     assert alert.agent.slug == "claims-adjudicator"
