@@ -86,14 +86,22 @@ class AlertView:
     previous_version: AgentVersion | None
 
 
-def _buckets(rows: list[tuple[Any, ...]], *, hourly: bool) -> dict[datetime, list[tuple[Any, ...]]]:
+def _buckets(rows: list[tuple[Any, ...]], *, hours: int) -> dict[datetime, list[tuple[Any, ...]]]:
+    """Runs by the window of ``hours`` (a divisor of 24, or 24) they ended in."""
     buckets: dict[datetime, list[tuple[Any, ...]]] = defaultdict(list)
     for row in rows:
         at = row[0].replace(minute=0, second=0, microsecond=0)
-        if not hourly:
-            at = at.replace(hour=0)
-        buckets[at].append(row)
+        buckets[at.replace(hour=at.hour - at.hour % hours)].append(row)
     return buckets
+
+
+def _bucket_hours(runs: int, span: timedelta, *, hourly: bool) -> int:
+    """The window a version's series is drawn in: an hour when it runs often enough to fill
+    one, else longer (a quiet version would otherwise leave every hour out)."""
+    if not hourly:
+        return 24
+    per_hour = runs / max(span.total_seconds() / 3600, 1)
+    return next((h for h in (1, 3, 6, 12) if per_hour * h >= 2 * POINT_MIN_RUNS), 24)
 
 
 def _point(metric: str, key: str, subject: str, rows: list[tuple[Any, ...]]) -> float | None:
@@ -137,7 +145,8 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
         per_version.items(), key=lambda kv: numbers.get(kv[0], 0)
     ):
         name = f"v{numbers.get(version_id, '?')}"
-        points = sorted(_buckets(version_rows, hourly=hourly).items())
+        hours = _bucket_hours(len(version_rows), end - start, hourly=hourly)
+        points = sorted(_buckets(version_rows, hours=hours).items())
         xs, ys = [], []
         for at, bucket in points:
             value = _point(alert.metric, alert.key, alert.subject, bucket)
@@ -146,7 +155,7 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
                 ys.append(round(value * scale, 4))
                 table.append(
                     [
-                        at.strftime("%Y-%m-%d %H:%M"),
+                        f"{at:%Y-%m-%d %H:%M} +{hours} h",
                         name,
                         len(bucket),
                         value_words(alert.metric, value),
@@ -162,12 +171,15 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
         })  # fmt: skip
     unit = "per cent of runs" if percent else UNIT_NAMES.get(alert.metric, "value")
     chart = Chart(
-        key="metric", title=f"{what[0].upper()}{what[1:]}, {'hourly' if hourly else 'daily'}",
+        key="metric",
+        title=f"{what[0].upper()}{what[1:]}, "
+        + ("the last three days" if hourly else "daily, the last two weeks"),
         unit=unit, columns=["Window (UTC)", "Version", "Runs", "Value"], rows=table,
         figure=figure(traces, x_title="Time (UTC)", y_title=unit.capitalize()),
         empty="No runs of this agent in this environment in the last two weeks.",
-        note=f"The dashed line is the baseline, the dotted one the onset. {'Hours' if hourly else 'Days'} "
-        f"with fewer than {POINT_MIN_RUNS} runs are left out.",
+        note="The dashed line is the baseline, the dotted one the onset. Each point is a "
+        f"version's runs in one window (an hour, or longer for a quiet version); windows with "
+        f"fewer than {POINT_MIN_RUNS} runs are left out.",
     )  # fmt: skip
     chart.figure["layout"]["shapes"] = [{
         "type": "line", "xref": "x", "yref": "paper", "x0": alert.onset_at.isoformat(),

@@ -271,17 +271,24 @@ def _mark_compared(versions: list[tuple[int, str, int]], now: datetime) -> None:
 
 
 def _onset(
-    agent_id: int, env: str, ref: Baseline, metric: str, key: str, finding: Finding, now: datetime
-) -> datetime:
+    agent_id: int, env: str, version_id: int, ref: Baseline, metric: str, key: str,
+    finding: Finding, now: datetime,
+) -> datetime:  # fmt: skip
     """When the drift most likely began: the CUSUM estimate over the stream's runs (every
-    version) since the reference window ended, at most a week back."""
+    version) since the reference window ended, at most a week back -- and never before the
+    drifted version's first run there (its drift cannot start before it served)."""
     start = max(ref.window_end or now, now - ONSET_LOOKBACK)
     rows = RunSample.objects.filter(
         agent_id=agent_id, environment=env, ended_at__gt=start, ended_at__lte=now
     ).order_by("ended_at")
     at, values = [], []
-    for row in rows.values_list("ended_at", *SAMPLE_COLUMNS).iterator(chunk_size=5_000):
-        value = indicator(metric, key, finding.subject, row[1:])
+    served: datetime | None = None
+    for row in rows.values_list("ended_at", "version_id", *SAMPLE_COLUMNS).iterator(
+        chunk_size=5_000
+    ):
+        if served is None and row[1] == version_id:
+            served = row[0]
+        value = indicator(metric, key, finding.subject, row[2:])
         if value is not None:
             at.append(row[0])
             values.append(value)
@@ -290,7 +297,8 @@ def _onset(
     # Halfway between before and now: runs before the change pull the walk one way, after it
     # the other, so its turning point marks the change sharply.
     reference = (finding.baseline_value + finding.current_value) / 2
-    return at[onset_index(values, reference, rising=finding.rises)]
+    onset = at[onset_index(values, reference, rising=finding.rises)]
+    return max(onset, served) if served is not None else onset
 
 
 def _alert_record(
@@ -320,7 +328,7 @@ def _alert_record(
         if alert is not None:
             return _alert_update(alert, figures, finding, now), False
         agent = Agent.objects.get(pk=agent_id)
-        onset = _onset(agent_id, env, ref, metric, key, finding, now)
+        onset = _onset(agent_id, env, version_id, ref, metric, key, finding, now)
         suspect = suspected_change(change_events(agent, onset), onset)
         try:
             with transaction.atomic():
