@@ -13,11 +13,10 @@ from django.utils import timezone
 
 from apps.drift.constants import Metric
 from apps.drift.models import DriftAlert
-from apps.registry import services as registry
 from apps.registry.models import Deployment
 from apps.runtime import services as runtime
 
-from ..drift.runs import drift_after_change
+from ..drift.runs import claims_approver, drift_after_change
 from ..factories import PASSWORD
 from .helpers import log_in
 
@@ -27,18 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def claims(org: Any, settings: Any) -> Any:
     settings.DRIFT_BASELINE_RUNS = 300
-    agent = registry.agent_create(
-        actor=org.owner,
-        data={
-            "name": "Claims approver", "slug": "claims-approver", "mission": "Approve claims.",
-            "department": org.claims, "environments": ["dev", "prod"], "status": "active",
-            "knowledge_base_version": "kb-2026-01",
-        },
-    )  # fmt: skip
-    credential, _ = runtime.credential_issue(
-        actor=org.owner, agent=agent, environment="prod", name="prod worker"
-    )
-    return agent, credential
+    return claims_approver(org)
 
 
 def test_an_owner_reads_a_drift_and_rolls_back(

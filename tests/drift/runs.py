@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from apps.drift.demo import ended_runs, spread
 
-__all__ = ["approvals", "drift_after_change", "ended_runs", "spread"]
+__all__ = ["approvals", "claims_approver", "drift_after_change", "ended_runs", "spread"]
 
 
 def approvals(count: int, approved_per_20: int) -> list[str]:
@@ -40,3 +40,23 @@ def drift_after_change(org, agent, credential, *, approved_per_20: int = 12):
     )  # fmt: skip
     drift_cycle(now=later + timedelta(minutes=2))
     return old, new, later + timedelta(minutes=2)
+
+
+def claims_approver(org):
+    """The scenario's agent: a claims approver in dev and prod on knowledge base kb-2026-01,
+    and its prod credential."""
+    from apps.registry import services as registry
+    from apps.runtime import services as runtime
+
+    agent = registry.agent_create(
+        actor=org.owner,
+        data={
+            "name": "Claims approver", "slug": "claims-approver", "mission": "Approve claims.",
+            "department": org.claims, "environments": ["dev", "prod"], "status": "active",
+            "knowledge_base_version": "kb-2026-01",
+        },
+    )  # fmt: skip
+    credential, _ = runtime.credential_issue(
+        actor=org.owner, agent=agent, environment="prod", name="prod worker"
+    )
+    return agent, credential

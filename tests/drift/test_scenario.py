@@ -16,7 +16,7 @@ from apps.registry import services as registry
 from apps.releases.services import version_rollback
 from apps.runtime import services as runtime
 
-from .runs import approvals, ended_runs, spread
+from .runs import approvals, claims_approver, ended_runs, spread
 
 pytestmark = pytest.mark.django_db
 
@@ -24,18 +24,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def claims_agent(org, settings):
     settings.DRIFT_BASELINE_RUNS = 1000
-    agent = registry.agent_create(
-        actor=org.owner,
-        data={
-            "name": "Claims approver", "slug": "claims-approver", "mission": "Approve claims.",
-            "department": org.claims, "environments": ["dev", "prod"], "status": "active",
-            "knowledge_base_version": "kb-2026-01",
-        },
-    )  # fmt: skip
-    credential, _ = runtime.credential_issue(
-        actor=org.owner, agent=agent, environment="prod", name="prod worker"
-    )
-    return agent, credential
+    return claims_approver(org)
 
 
 def test_a_knowledge_base_change_that_moves_the_approval_rate_is_caught_and_rolled_back(
