@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.common.charts import Chart, figure
-from apps.registry.models import CHANGE, READ, Agent, AgentVersion
+from apps.registry.models import READ, Agent, AgentVersion
+from apps.registry.selectors import can_change_agent
 
 from .changes import ChangeEvent, change_events
 from .constants import LIVE_STATUSES, METRIC_KINDS, AlertStatus, Metric, MetricKind
@@ -62,7 +63,7 @@ def drift_alert_get(*, user: User, alert_id: int) -> DriftAlert:
 
 def can_act_on(user: User, alert: DriftAlert) -> bool:
     """Acknowledge, snooze, resolve, roll back, re-baseline: the agent's owner or an admin."""
-    return Agent.objects.for_user(user, CHANGE).filter(pk=alert.agent_id).exists()
+    return can_change_agent(user, alert.agent)
 
 
 def live_alert_counts(*, user: User) -> dict[str, int]:

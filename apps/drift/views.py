@@ -14,8 +14,8 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.accounts.views import current_user, role_required
 from apps.audit.services import Actor
 from apps.common.errors import ApplicationError
-from apps.registry.models import CHANGE, Agent
-from apps.registry.selectors import agent_get
+from apps.registry.models import CHANGE
+from apps.registry.selectors import agent_get, can_change_agent
 
 from . import selectors, services
 from .forms import AlertFilterForm, PinBaselineForm, ResolveForm, SnoozeForm
@@ -144,7 +144,7 @@ def baseline_pin(request: HttpRequest, slug: str) -> HttpResponse:
     user = current_user(request)
     agent = agent_get(user=user, slug=slug)
     back = redirect("releases:agent", slug=agent.slug)
-    if not Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists():
+    if not can_change_agent(user, agent):
         messages.error(request, "Only the agent's owner or an admin can pin its baselines.")
         return back
     form = PinBaselineForm(request.POST)

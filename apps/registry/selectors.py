@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404
 
 from .constants import RISK_ORDER, AgentStatus, Environment, RiskClass
 from .models import (
+    CHANGE,
     READ,
     Agent,
     AgentVersion,
@@ -84,6 +85,12 @@ def agent_list(
     return agents.annotate(
         max_risk_rank=Max(_RISK_RANK), grant_count=Count("grants", distinct=True)
     ).order_by("name")
+
+
+def can_change_agent(user: Any, agent: Agent) -> bool:
+    """Whether ``user`` may change ``agent`` (its owner, or an admin): one permission gate for
+    the pages and services that act on an agent."""
+    return Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists()
 
 
 def agent_get(*, user: Any, slug: str, action: str = READ) -> Agent:

@@ -59,10 +59,6 @@ def error_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
     return render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
-def _can_change_agent(user: Any, agent: Agent) -> bool:
-    return Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists()
-
-
 def _can_change_catalog(user: Any, entry: Tool | MemoryStore) -> bool:
     return type(entry).objects.for_user(user, CHANGE).filter(pk=entry.pk).exists()
 
@@ -196,7 +192,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "bindings": list(selectors.agent_memory(agent)),
         "latest_version": versions.first(),
         "version_count": versions.count(),
-        "can_change": _can_change_agent(user, agent),
+        "can_change": selectors.can_change_agent(user, agent),
         "now": timezone.now(),
         **agent_runtime_context(user, agent),
     }
@@ -208,7 +204,7 @@ def agent_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
     user = current_user(request)
     agent = selectors.agent_get(user=user, slug=slug)
-    if not _can_change_agent(user, agent):
+    if not selectors.can_change_agent(user, agent):
         return error_page(request, 403, "Only the agent's owner or an admin can change it.")
     form = AgentForm(_post_data(request), user=user, agent=agent)
     saved = _save(
@@ -230,7 +226,7 @@ def agent_edit(request: HttpRequest, slug: str) -> HttpResponse:
 
 def _changeable_agent(request: HttpRequest, slug: str) -> tuple[Agent, HttpResponse | None]:
     agent = selectors.agent_get(user=request.user, slug=slug)
-    if not _can_change_agent(request.user, agent):
+    if not selectors.can_change_agent(request.user, agent):
         return agent, error_page(request, 403, "Only the agent's owner or an admin can change it.")
     return agent, None
 

@@ -39,8 +39,8 @@ from apps.audit.services import Actor, audit_record
 from apps.common.errors import ApplicationError, NotPermitted
 from apps.common.tokens import token_digest
 from apps.registry.constants import JSON_FIELD_MAX_BYTES
-from apps.registry.models import CHANGE, Agent, AgentVersion
-from apps.registry.selectors import deployed_version
+from apps.registry.models import Agent, AgentVersion
+from apps.registry.selectors import can_change_agent, deployed_version
 from apps.registry.snapshots import version_behaviour
 from apps.registry.validators import (
     validate_json_object,
@@ -81,7 +81,7 @@ CASE_FIELDS = (
 
 
 def _check_can_change(actor: User, agent: Agent) -> None:
-    if not Agent.objects.for_user(actor, CHANGE).filter(pk=agent.pk).exists():
+    if not can_change_agent(actor, agent):
         raise NotPermitted("Only the agent's owner or an admin can change its evaluation suites.")
 
 

@@ -13,8 +13,8 @@ from apps.accounts.models import User
 from apps.audit.services import Actor, audit_record
 from apps.common.errors import ApplicationError, NotPermitted
 from apps.registry.constants import ENVIRONMENT_ORDER, Environment
-from apps.registry.models import CHANGE, Agent, AgentVersion, Deployment
-from apps.registry.selectors import deployed_version
+from apps.registry.models import Agent, AgentVersion, Deployment
+from apps.registry.selectors import can_change_agent, deployed_version
 
 if TYPE_CHECKING:
     from .gate import Verdict
@@ -47,7 +47,7 @@ def promoted_to(agent: Agent, environment: str, version: AgentVersion) -> bool:
 
 
 def _check_can_release(actor: User, agent: Agent) -> None:
-    if not Agent.objects.for_user(actor, CHANGE).filter(pk=agent.pk).exists():
+    if not can_change_agent(actor, agent):
         raise NotPermitted("Only the agent's owner or an admin can promote or roll back it.")
 
 

@@ -14,8 +14,8 @@ from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
 from apps.drift.forms import PinBaselineForm
 from apps.drift.selectors import baselines_of, held_versions, version_comparison
-from apps.registry.models import CHANGE, Agent
-from apps.registry.selectors import agent_get
+from apps.registry.models import Agent
+from apps.registry.selectors import agent_get, can_change_agent
 
 from . import evals, selectors, services
 from .forms import CaseForm, CompareForm, EvaluateForm, PromoteForm, RollbackForm, SuiteForm
@@ -41,7 +41,7 @@ def agent_releases(request: HttpRequest, slug: str) -> HttpResponse:
         "pin_form": PinBaselineForm(
             initial={"version": versions[0].number if versions else 1}, auto_id="pin_%s"
         ),
-        "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
+        "can_release": can_change_agent(user, agent),
         "compare_form": CompareForm(
             initial={
                 "left": versions[1].number if len(versions) > 1 else 1,
@@ -130,7 +130,7 @@ def compare(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _owner_only(request: HttpRequest, agent: Agent) -> HttpResponse | None:
-    if not Agent.objects.for_user(current_user(request), CHANGE).filter(pk=agent.pk).exists():
+    if not can_change_agent(current_user(request), agent):
         message = "Only the agent's owner or an admin can change its evaluation suites."
         return render(request, "error.html", {"status": 403, "message": message}, status=403)
     return None
@@ -165,7 +165,7 @@ def suites(request: HttpRequest, slug: str) -> HttpResponse:
     context = {
         "section": "agents", "agent": agent, "form": form,
         "suites": selectors.eval_suites(agent),
-        "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
+        "can_release": can_change_agent(user, agent),
     }  # fmt: skip
     return render(request, "releases/suites.html", context, status=status)
 
@@ -194,7 +194,7 @@ def suite_detail(request: HttpRequest, slug: str, suite: str) -> HttpResponse:
         "section": "agents", "agent": agent, "suite": the_suite, "form": form,
         "cases": the_suite.cases.order_by("name"), "runs": selectors.eval_runs(the_suite),
         "versions": selectors.agent_versions(agent),
-        "can_release": Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists(),
+        "can_release": can_change_agent(user, agent),
     }  # fmt: skip
     return render(request, "releases/suite.html", context, status=status)
 

@@ -29,7 +29,7 @@ from apps.common.tokens import IssuedToken
 from apps.common.views import never_stored
 from apps.registry.forms import apply_service_error
 from apps.registry.models import CHANGE, Agent
-from apps.registry.selectors import agent_get
+from apps.registry.selectors import agent_get, can_change_agent
 
 from . import selectors, services
 from .constants import BudgetKind, BudgetScope
@@ -45,10 +45,6 @@ BIGINT_MAX = 2**63 - 1
 
 def _error_page(request: HttpRequest, status: int, message: str) -> HttpResponse:
     return render(request, "error.html", {"status": status, "message": message}, status=status)
-
-
-def _can_change(user: Any, agent: Agent) -> bool:
-    return Agent.objects.for_user(user, CHANGE).filter(pk=agent.pk).exists()
 
 
 def _check_id(value: int) -> int:
@@ -108,7 +104,7 @@ def _agent_budget_context(user: Any, agent: Agent) -> dict[str, Any]:
         "agent": agent,
         "budget_rows": budgets,
         "budget_store_ok": budget_store_ok,
-        "can_change_budgets": _can_change(user, agent),
+        "can_change_budgets": can_change_agent(user, agent),
     }
 
 
@@ -144,7 +140,7 @@ def _issued_page(
 def credential_issue(request: HttpRequest, slug: str) -> HttpResponse:
     user = current_user(request)
     agent = agent_get(user=user, slug=slug)
-    if not _can_change(user, agent):
+    if not can_change_agent(user, agent):
         return _error_page(
             request, 403, "Only the agent's owner or an admin can issue credentials."
         )
@@ -174,7 +170,7 @@ def credential_rotate(request: HttpRequest, slug: str, credential_id: int) -> Ht
         user=user, slug=slug, credential_id=_check_id(credential_id)
     )
     agent = credential.agent
-    if not _can_change(user, agent):
+    if not can_change_agent(user, agent):
         return _error_page(request, 403, "Only the agent's owner or an admin can rotate it.")
     if credential.revoked_at is not None:
         messages.error(request, f"“{credential.name}” is already revoked; issue a new one.")
@@ -195,7 +191,7 @@ def credential_revoke(request: HttpRequest, slug: str, credential_id: int) -> Ht
         user=user, slug=slug, credential_id=_check_id(credential_id)
     )
     agent = credential.agent
-    if not _can_change(user, agent):
+    if not can_change_agent(user, agent):
         return _error_page(request, 403, "Only the agent's owner or an admin can revoke it.")
     try:
         services.credential_revoke(actor=user, credential=credential)
@@ -371,7 +367,7 @@ def budget_create(request: HttpRequest, slug: str) -> HttpResponse:
     """A new budget over one agent (its owner or an admin)."""
     user = current_user(request)
     agent = agent_get(user=user, slug=slug)
-    if not _can_change(user, agent):
+    if not can_change_agent(user, agent):
         return _error_page(request, 403, "Only the agent's owner or an admin can set its budgets.")
     form = BudgetForm(request.POST if request.method == "POST" else None, agent=agent)
     if form.is_valid():
