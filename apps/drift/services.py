@@ -175,7 +175,7 @@ def _references() -> dict[Stream, dict[str, Any]]:
     refs: dict[Stream, dict[str, Any]] = defaultdict(lambda: {"pinned": None, "own": {}})
     rows = Baseline.objects.filter(state=BaselineState.SET).order_by("set_at", "pk")
     for baseline in rows.only(
-        "id", "agent_id", "environment", "version_id", "source", "window_end", "stats", "set_at"
+        "id", "agent_id", "environment", "version_id", "source", "window_end", "set_at"
     ):
         ref = refs[(baseline.agent_id, baseline.environment)]
         if baseline.source == BaselineSource.PINNED:
@@ -209,11 +209,10 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
     )
     for row in rows.iterator(chunk_size=5_000):
         groups[(row[0], row[1], row[2])].append(row[3:])
-    baselines: dict[int, Summary] = {}
     raised: list[DriftAlert] = []
     updated: list[DriftAlert] = []
     inherited: list[tuple[int, str, int]] = []  # versions compared with an earlier baseline
-    compared = 0
+    work: list[tuple[int, str, int, Baseline, list[tuple[Any, ...]]]] = []
     for (agent_id, env, version_id), samples in groups.items():
         ref = reference_for(refs[(agent_id, env)], version_id) if (agent_id, env) in refs else None
         if ref is None:
@@ -222,11 +221,17 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
             samples = [s for s in samples if s[0] > ref.window_end]  # not its own window
         if len(samples) < t.min_current:
             continue
-        compared += 1
         if ref.version_id != version_id:
             inherited.append((agent_id, env, version_id))
-        if ref.pk not in baselines:
-            baselines[ref.pk] = Summary.from_json(ref.stats)
+        work.append((agent_id, env, version_id, ref, samples))
+    # Only the baselines compared against are read whole (their stats), in one query.
+    baselines = {
+        pk: Summary.from_json(stats)
+        for pk, stats in Baseline.objects.filter(pk__in={w[3].pk for w in work}).values_list(
+            "pk", "stats"
+        )
+    }
+    for agent_id, env, version_id, ref, samples in work:
         found: dict[tuple[str, str], tuple[str, Finding]] = {}
         for metric, key, finding in compare(
             baselines[ref.pk], Summary.of(s[1:] for s in samples), t
@@ -249,23 +254,40 @@ def drift_detect(*, now: datetime) -> tuple[int, list[DriftAlert], list[DriftAle
             if alert is not None:
                 (raised if made else updated).append(alert)
     _mark_compared(inherited, now)
-    return compared, raised, updated
+    return len(work), raised, updated
 
 
 def _mark_compared(versions: list[tuple[int, str, int]], now: datetime) -> None:
     """These versions were compared with an earlier version's baseline: their own baselines
     (started here when they have none yet) may now be set, unless an alert holds them back."""
-    for agent_id, env, version_id in versions:
-        key = {"agent_id": agent_id, "environment": env, "version_id": version_id}
-        automatic = Baseline.objects.filter(**key, source=BaselineSource.AUTOMATIC).exclude(
-            state=BaselineState.RETIRED
+    if not versions:
+        return
+    wanted = set(versions)
+    automatic = Baseline.objects.filter(
+        source=BaselineSource.AUTOMATIC, version_id__in={v for _, _, v in wanted}
+    ).exclude(state=BaselineState.RETIRED)
+    known: dict[tuple[int, str, int], tuple[int, datetime | None]] = {
+        (agent_id, env, version_id): (pk, compared_at)
+        for pk, agent_id, env, version_id, compared_at in automatic.values_list(
+            "pk", "agent_id", "environment", "version_id", "compared_at"
         )
-        if automatic.exists():
-            automatic.filter(compared_at__isnull=True).update(compared_at=now)
-            continue
-        first = RunSample.objects.filter(**key).aggregate(first=Min("ended_at"))["first"]
+    }
+    unmarked = [pk for key, (pk, at) in known.items() if key in wanted and at is None]
+    if unmarked:
+        Baseline.objects.filter(pk__in=unmarked, compared_at__isnull=True).update(compared_at=now)
+    missing = wanted - known.keys()
+    if missing:
+        firsts = (
+            RunSample.objects.filter(version_id__in={v for _, _, v in missing})
+            .values_list("agent_id", "environment", "version_id")
+            .annotate(first=Min("ended_at"))
+        )
         Baseline.objects.bulk_create(
-            [_forming(agent_id, env, version_id, first or now, compared_at=now)],
+            [
+                _forming(agent_id, env, version_id, first, compared_at=now)
+                for agent_id, env, version_id, first in firsts
+                if (agent_id, env, version_id) in missing
+            ],
             ignore_conflicts=True,
         )
 
