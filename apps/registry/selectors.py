@@ -28,6 +28,7 @@ from .models import (
     Agent,
     AgentVersion,
     DataClass,
+    Deployment,
     MemoryBinding,
     MemoryStore,
     Tool,
@@ -321,9 +322,19 @@ def agent_owner_choices(*, user: Any) -> list[tuple[str, str]]:
     return [(u, f"{first} {last}".strip() or u) for u, first, last in rows]
 
 
-def deployed_version(agent: Agent, environment: str) -> AgentVersion | None:
-    """The version deployed in ``environment``: its deployment's, else the latest."""
-    deployment = agent.deployments.filter(environment=environment).select_related("version").first()
+def deployments_of(agent: Agent) -> dict[str, Deployment]:
+    """The agent's deployments by environment, with their versions (one query)."""
+    return {d.environment: d for d in agent.deployments.select_related("version")}
+
+
+def deployed_version(
+    agent: Agent, environment: str, deployments: dict[str, Deployment] | None = None
+) -> AgentVersion | None:
+    """The version deployed in ``environment``: its deployment's, else the latest.
+    ``deployments``: :func:`deployments_of`, when the caller has read them already."""
+    if deployments is None:
+        deployments = deployments_of(agent)
+    deployment = deployments.get(environment)
     if deployment is not None:
         return deployment.version
     return agent.versions.order_by("-number").first()
@@ -335,14 +346,10 @@ def serving_version(
     """The version a new run of ``agent`` in ``environment`` uses (docs/releases.md): the
     deployed one, except that a run started in prod goes to the canary's version for the
     canary's share of traffic (``draw`` in [0, 1): the uniform draw, given by tests)."""
-    if environment == Environment.PROD:
-        canary = (
-            agent.deployments.filter(environment=Environment.CANARY, traffic_percent__gt=0)
-            .select_related("version")
-            .first()
-        )
-        if canary is not None:
-            chance = random.random() if draw is None else draw  # a traffic split, not a secret
-            if chance * 100 < canary.traffic_percent:
-                return canary.version
-    return deployed_version(agent, environment)
+    deployments = deployments_of(agent)
+    canary = deployments.get(Environment.CANARY)
+    if environment == Environment.PROD and canary is not None and canary.traffic_percent > 0:
+        chance = random.random() if draw is None else draw  # a traffic split, not a secret
+        if chance * 100 < canary.traffic_percent:
+            return canary.version
+    return deployed_version(agent, environment, deployments)

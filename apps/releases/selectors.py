@@ -11,7 +11,7 @@ from django.http import Http404
 
 from apps.audit.models import AuditEvent
 from apps.registry.models import Agent, AgentVersion, Deployment
-from apps.registry.selectors import deployed_version
+from apps.registry.selectors import deployed_version, deployments_of
 
 from .models import EvalRun, EvalSuite
 from .services import promotion_path, promotion_source
@@ -32,14 +32,15 @@ class Stage:
 
 def release_stages(agent: Agent) -> list[Stage]:
     """The agent's path, dev → staging → canary → prod, with what serves at each stage."""
-    deployments = {d.environment: d for d in agent.deployments.select_related("version")}
+    deployments = deployments_of(agent)
+    first = agent.versions.order_by("number").values_list("number", flat=True).first()
     stages = []
     for environment in promotion_path(agent):
-        version = deployed_version(agent, environment)
+        version = deployed_version(agent, environment, deployments)
         deployment = deployments.get(environment)
         earlier = version is not None and (
             (deployment is not None and deployment.previous_id is not None)
-            or agent.versions.filter(number__lt=version.number).exists()
+            or (first is not None and first < version.number)
         )
         stages.append(
             Stage(
