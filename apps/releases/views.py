@@ -3,7 +3,6 @@ two versions' metrics side by side."""
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,6 +13,7 @@ from apps.accounts.views import current_user, role_required
 from apps.common.errors import ApplicationError
 from apps.drift.forms import PinBaselineForm
 from apps.drift.selectors import baselines_of, held_versions, version_comparison
+from apps.registry.forms import apply_service_error
 from apps.registry.models import Agent
 from apps.registry.selectors import agent_get, can_change_agent
 
@@ -136,13 +136,6 @@ def _owner_only(request: HttpRequest, agent: Agent) -> HttpResponse | None:
     return None
 
 
-def _field_errors(form: forms.Form, exc: ApplicationError) -> None:
-    form.add_error(None, exc.message)
-    for field, problems in exc.details.items():
-        for problem in problems if isinstance(problems, list) else [problems]:
-            form.add_error(field if field in form.fields else None, str(problem))
-
-
 @role_required
 def suites(request: HttpRequest, slug: str) -> HttpResponse:
     """The agent's evaluation suites, and a new one."""
@@ -157,7 +150,7 @@ def suites(request: HttpRequest, slug: str) -> HttpResponse:
             try:
                 suite = evals.suite_create(actor=user, agent=agent, data=form.cleaned_data)
             except ApplicationError as exc:
-                _field_errors(form, exc)
+                apply_service_error(form, exc)
             else:
                 messages.success(request, f"Suite {suite.name} added: add its cases below.")
                 return redirect("releases:suite", slug=agent.slug, suite=suite.slug)
@@ -185,7 +178,7 @@ def suite_detail(request: HttpRequest, slug: str, suite: str) -> HttpResponse:
             try:
                 case = evals.case_add(actor=user, suite=the_suite, data=form.case_data())
             except ApplicationError as exc:
-                _field_errors(form, exc)
+                apply_service_error(form, exc)
             else:
                 messages.success(request, f"Case {case.name} added.")
                 return redirect("releases:suite", slug=agent.slug, suite=the_suite.slug)
