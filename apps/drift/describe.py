@@ -67,6 +67,14 @@ def headline(
     )
 
 
+def alert_headline(alert: Any) -> str:
+    """A drift alert's headline (``alert``: a DriftAlert)."""
+    return headline(
+        metric=alert.metric, key=alert.key, subject=alert.subject, before=alert.baseline_value,
+        now=alert.current_value, onset=alert.onset_at, p=alert.p_value,
+    )  # fmt: skip
+
+
 # --- change events ---------------------------------------------------------------------------
 
 WATCHED_FIELDS = {

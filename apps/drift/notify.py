@@ -49,9 +49,8 @@ from apps.common.errors import ApplicationError
 from apps.registry.models import Agent
 
 from .constants import AlertStatus, Severity
-from .describe import TESTS, p_words
+from .describe import TESTS, alert_headline, p_words
 from .models import DriftAlert, DriftAlertNotice
-from .services import alert_headline
 
 EVENT = "drift.alert"  # the X-Tether-Event header; bodies say tether.drift.alert
 EVENT_TYPE = f"tether.{EVENT}"

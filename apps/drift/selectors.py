@@ -3,6 +3,7 @@ the agents they may see, an alert's chart and change events, two versions side b
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from apps.registry.selectors import can_change_agent
 
 from .changes import ChangeEvent, change_events
 from .constants import LIVE_STATUSES, METRIC_KINDS, AlertStatus, Metric, MetricKind
-from .describe import TESTS, subject_words, value_words
+from .describe import TESTS, alert_headline, subject_words, value_words
 from .detectors import Thresholds
 from .models import Baseline, DriftAlert, RunSample
 from .windows import SAMPLE_COLUMNS, Summary, compare, indicator
@@ -113,10 +114,8 @@ def _point(metric: str, key: str, subject: str, rows: list[tuple[Any, ...]]) -> 
     if not values:
         return None
     if METRIC_KINDS.get(metric) == MetricKind.CONTINUOUS:
-        values.sort()
-        middle = len(values) // 2
-        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-    return sum(values) / len(values)
+        return statistics.median(values)
+    return statistics.fmean(values)
 
 
 def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
@@ -191,8 +190,6 @@ def alert_chart(alert: DriftAlert, *, now: datetime | None = None) -> Chart:
 
 
 def alert_view(alert: DriftAlert) -> AlertView:
-    from .services import alert_headline
-
     shares = [
         (label, value_words(alert.metric, before), value_words(alert.metric, now))
         for label, (before, now) in sorted(alert.shares.items(), key=lambda kv: -kv[1][1])
@@ -258,8 +255,8 @@ def _column(version: AgentVersion, summary: Summary) -> tuple[VersionColumn, lis
         return f"{hits / of * 100:.1f}%" if of else "—"
 
     def median(name: str) -> float | None:
-        values = sorted(summary.values.get(name, []))
-        return values[len(values) // 2] if values else None
+        values = summary.values.get(name, [])
+        return statistics.median(values) if values else None
 
     put("runs", "Runs", f"{summary.runs:,}")
     for label in sorted(summary.outcomes):

@@ -28,7 +28,7 @@ from .constants import (
     Severity,
     Window,
 )
-from .describe import headline
+from .describe import alert_headline
 from .detectors import Finding, Thresholds, onset_index
 from .models import Baseline, DriftAlert, RunSample
 from .windows import SAMPLE_COLUMNS, Summary, compare, indicator
@@ -393,13 +393,6 @@ def _alert_update(
     if escalated:
         _announce(alert, "critical")
     return alert
-
-
-def alert_headline(alert: DriftAlert) -> str:
-    return headline(
-        metric=alert.metric, key=alert.key, subject=alert.subject, before=alert.baseline_value,
-        now=alert.current_value, onset=alert.onset_at, p=alert.p_value,
-    )  # fmt: skip
 
 
 def _announce(alert: DriftAlert, event: str) -> None:

@@ -18,6 +18,7 @@ from apps.registry.models import CHANGE
 from apps.registry.selectors import agent_get, can_change_agent
 
 from . import selectors, services
+from .describe import alert_headline
 from .forms import AlertFilterForm, PinBaselineForm, ResolveForm, SnoozeForm
 from .models import DriftAlert
 
@@ -43,7 +44,7 @@ def alert_list(request: HttpRequest) -> HttpResponse:
         "form": form,
         "status": status,
         "page": page,
-        "rows": [(alert, services.alert_headline(alert)) for alert in page.object_list],
+        "rows": [(alert, alert_headline(alert)) for alert in page.object_list],
         "counts": selectors.live_alert_counts(user=user),
     }
     return render(request, "drift/list.html", context)

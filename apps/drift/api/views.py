@@ -28,6 +28,7 @@ from apps.runtime.models import Run
 from .. import selectors, services
 from ..collect import metric_name_check, run_metrics_record
 from ..constants import AlertStatus
+from ..describe import alert_headline
 
 METRICS_MAX = 50
 
@@ -105,7 +106,7 @@ class AlertOutput(serializers.Serializer):
         ref_name = "DriftAlert"
 
     def get_headline(self, alert: Any) -> str:
-        return services.alert_headline(alert)
+        return alert_headline(alert)
 
 
 STATUSES = ["live", *AlertStatus.values, "all"]
