@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
@@ -68,10 +68,9 @@ def can_act_on(user: User, alert: DriftAlert) -> bool:
 
 
 def live_alert_counts(*, user: User) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for severity in drift_alerts(user=user).values_list("severity", flat=True):
-        counts[severity] += 1
-    return dict(counts)
+    """Live alerts per severity."""
+    rows = drift_alerts(user=user).order_by().values("severity").annotate(n=Count("id"))
+    return {row["severity"]: row["n"] for row in rows}
 
 
 # --- an alert's page -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from apps.audit.services import Actor, audit_record
 from apps.common.errors import ApplicationError, NotPermitted
 from apps.registry.constants import ENVIRONMENT_ORDER, Environment
 from apps.registry.models import Agent, AgentVersion, Deployment
-from apps.registry.selectors import can_change_agent, deployed_version
+from apps.registry.selectors import can_change_agent, deployed_version, deployments_of
 
 if TYPE_CHECKING:
     from .gate import Verdict
@@ -39,11 +39,12 @@ def promoted_to(agent: Agent, environment: str, version: AgentVersion) -> bool:
     """Whether ``version`` serves in ``environment`` by a promotion. Only the first stage of
     the path counts when it merely follows the latest version: a later stage that was never
     promoted to holds nothing yet, so nothing skips it."""
-    deployment = agent.deployments.filter(environment=environment).first()
+    deployments = deployments_of(agent)
+    deployment = deployments.get(environment)
     if deployment is not None:
         return deployment.version_id == version.pk
     first = promotion_path(agent)[0]
-    return environment == first and deployed_version(agent, environment) == version
+    return environment == first and deployed_version(agent, environment, deployments) == version
 
 
 def _check_can_release(actor: User, agent: Agent) -> None:
